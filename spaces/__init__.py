@@ -1,0 +1,35 @@
+"""What can be built: the config schema, the reference GhostNet tables, the model builder and
+the search space. Pure data and torch: nothing here imports Optuna or the other packages."""
+
+from __future__ import annotations
+
+from spaces._config import Block, ConfigError, GhostNetConfig, make_divisible
+from spaces._model import GhostBottleneck, GhostModule, GhostNet, SqueezeExcite, build_model
+from spaces._space import Choice, Dimension, Fixed, IntRange, SearchSpace, StageSpace, default_space_path, load_space
+from spaces._reference import OFFICIAL_CFGS, PRESETS, REFERENCE_WIDTHS, apply_preset, reference, reference_names
+
+__all__ = [
+    "Block",
+    "Choice",
+    "Dimension",
+    "Fixed",
+    "IntRange",
+    "SearchSpace",
+    "StageSpace",
+    "default_space_path",
+    "load_space",
+    "ConfigError",
+    "GhostBottleneck",
+    "GhostModule",
+    "GhostNet",
+    "GhostNetConfig",
+    "OFFICIAL_CFGS",
+    "PRESETS",
+    "REFERENCE_WIDTHS",
+    "SqueezeExcite",
+    "apply_preset",
+    "build_model",
+    "make_divisible",
+    "reference",
+    "reference_names",
+]

@@ -1,0 +1,320 @@
+"""The GhostNet configuration schema: a frozen, validated description of one network.
+
+A config is pure data. It reads and writes two formats:
+
+* our own JSON/YAML (``to_dict``/``from_dict``), which holds every field, and
+* the official table format of huawei-noah/Efficient-AI-Backbones (``cfgs`` as nested
+  ``[k, exp, c, se, stride]`` lists plus ``width``), so that an exported table builds the same
+  network with the official ``GhostNet(cfgs, width=...)`` class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["Block", "ConfigError", "GhostNetConfig", "make_divisible"]
+
+FORMAT = "ghostnas/1"
+
+
+class ConfigError(ValueError):
+    """A config (or a set of search parameters) that does not describe a buildable GhostNet."""
+
+
+def make_divisible(value: float, divisor: int = 4, min_value: int | None = None) -> int:
+    """Round ``value`` to a multiple of ``divisor``, as the official GhostNet code does.
+
+    Never rounds down by more than 10%, and never below ``min_value`` (default: ``divisor``),
+    so channel counts cannot collapse to zero however small the width multiplier.
+    """
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+@dataclass(frozen=True)
+class Block:
+    """One Ghost bottleneck: a row ``[kernel, exp, out, se, stride]`` of the official table.
+
+    ``exp`` and ``out`` are the unscaled channel counts; the width multiplier applies later.
+    """
+
+    kernel: int
+    exp: int
+    out: int
+    se: float = 0.0
+    stride: int = 1
+
+    def row(self) -> list[int | float]:
+        return [self.kernel, self.exp, self.out, self.se, self.stride]
+
+
+_ROW_KEYS = ("kernel", "exp", "out", "se", "stride")
+
+
+@dataclass(frozen=True)
+class GhostNetConfig:
+    """A whole GhostNet.
+
+    ``stages`` groups the bottlenecks as the official code groups them (one ``nn.Sequential``
+    each). ``ratio`` is the paper's ghost ratio ``s`` (intrinsic maps = ceil(out / s)) and
+    ``dw_size`` the kernel of the cheap depthwise operation.
+
+    ``head_channels`` is the unscaled width of the 1x1 ConvBnAct after the last stage. The
+    official code always takes it from the last block's expansion size; it is a field of its
+    own so that the rule is visible: a config whose head differs from that rule is valid here
+    but cannot be written in the official table format (``to_official`` refuses it).
+    ``None`` means "follow the official rule" and is resolved when the config is made.
+    """
+
+    stages: tuple[tuple[Block, ...], ...]
+    width: float = 1.0
+    ratio: int = 2
+    dw_size: int = 3
+    stem_channels: int = 16
+    stem_stride: int = 2
+    head_channels: int | None = None
+    feature_channels: int = 1280
+    input_size: int = 224
+    num_classes: int = 1000
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        stages = tuple(tuple(_as_block(b) for b in stage) for stage in self.stages)
+        object.__setattr__(self, "stages", stages)
+        if self.head_channels is None and stages and stages[-1]:
+            object.__setattr__(self, "head_channels", stages[-1][-1].exp)
+        self._validate()
+
+    # -- validation -------------------------------------------------------------------------
+
+    def _validate(self) -> None:
+        if not self.stages or any(len(stage) == 0 for stage in self.stages):
+            raise ConfigError("config needs at least one stage, and every stage at least one block")
+        _check_int("ratio", self.ratio, low=2, why="(s=1 leaves no cheap features)")
+        _check_odd("dw_size", self.dw_size)
+        _check_number("width", self.width, low=0.05, high=8.0)
+        _check_int("stem_channels", self.stem_channels, low=1)
+        _check_choice("stem_stride", self.stem_stride, (1, 2))
+        _check_int("head_channels", self.head_channels, low=1)
+        _check_int("feature_channels", self.feature_channels, low=1)
+        _check_int("input_size", self.input_size, low=8, high=1024)
+        _check_int("num_classes", self.num_classes, low=2)
+        _check_number("dropout", self.dropout, low=0.0, high=0.95)
+        for si, stage in enumerate(self.stages):
+            for bi, block in enumerate(stage):
+                where = f"stage {si} block {bi}"
+                _check_odd(f"{where} kernel", block.kernel)
+                _check_int(f"{where} exp", block.exp, low=1)
+                _check_int(f"{where} out", block.out, low=1)
+                _check_number(f"{where} se", block.se, low=0.0, high=1.0)
+                _check_choice(f"{where} stride", block.stride, (1, 2))
+        if self.input_size < self.total_stride:
+            raise ConfigError(
+                f"input_size {self.input_size} is smaller than the network's total stride "
+                f"{self.total_stride}: the last stages would see less than one pixel"
+            )
+
+    # -- derived values ---------------------------------------------------------------------
+
+    @property
+    def blocks(self) -> tuple[Block, ...]:
+        return tuple(block for stage in self.stages for block in stage)
+
+    @property
+    def total_stride(self) -> int:
+        return self.stem_stride * math.prod(block.stride for block in self.blocks)
+
+    @property
+    def follows_official_head(self) -> bool:
+        return self.head_channels == self.stages[-1][-1].exp
+
+    def channels(self, unscaled: int) -> int:
+        """The built width of a channel count: the official rule ``make_divisible(c * width, 4)``."""
+        return make_divisible(unscaled * self.width, 4)
+
+    @property
+    def id(self) -> str:
+        """A stable short hash of every field: equal configs share it across runs and machines."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def replace(self, **changes: Any) -> GhostNetConfig:
+        """A copy with ``changes`` applied and validated again.
+
+        Changing ``stages`` without naming ``head_channels`` keeps the official rule only if
+        this config followed it.
+        """
+        if "stages" in changes and "head_channels" not in changes and self.follows_official_head:
+            changes["head_channels"] = None
+        return dataclasses.replace(self, **changes)
+
+    # -- our own format ---------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["stages"] = [[dataclasses.asdict(block) for block in stage] for stage in self.stages]
+        return {"format": FORMAT, **data}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> GhostNetConfig:
+        """Read our format or the official one (a mapping with ``cfgs``); unknown keys are errors."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a mapping, not {type(data).__name__}")
+        if "cfgs" in data:
+            return cls.from_official(data)
+        data = dict(data)
+        fmt = data.pop("format", FORMAT)
+        if fmt != FORMAT:
+            raise ConfigError(f"unknown config format {fmt!r} (expected {FORMAT!r})")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(map(str, unknown))}")
+        if "stages" not in data:
+            raise ConfigError("config has no 'stages'")
+        data["stages"] = _read_stages(data["stages"], "stages")
+        try:
+            return cls(**data)
+        except TypeError as exc:  # a wrongly typed value that dataclass init trips on
+            raise ConfigError(f"malformed config: {exc}") from None
+
+    # -- the official table format ----------------------------------------------------------
+
+    def official_incompatibility(self) -> str | None:
+        """Why the official ``GhostNet(cfgs, width)`` class cannot build this config, or None."""
+        reasons = []
+        if self.ratio != 2 or self.dw_size != 3:
+            reasons.append(f"ghost ratio s={self.ratio}, dw_size={self.dw_size} (official: 2, 3)")
+        if self.stem_channels != 16 or self.stem_stride != 2:
+            reasons.append("stem differs from 16 channels, stride 2")
+        if not self.follows_official_head:
+            reasons.append(
+                f"head_channels {self.head_channels} differs from the last block's exp "
+                f"{self.stages[-1][-1].exp}"
+            )
+        if self.feature_channels != 1280:
+            reasons.append(f"feature_channels {self.feature_channels} (official: 1280)")
+        return "; ".join(reasons) or None
+
+    def to_official(self, *, strict: bool = True) -> dict[str, Any]:
+        """``{"cfgs": [...], "width": w}`` plus the keys our builder needs to rebuild it exactly.
+
+        The extra keys (ratio, dw_size, stem, input size, ...) are ignored by the official code;
+        ``strict`` refuses configs it would build differently.
+        """
+        reason = self.official_incompatibility()
+        if strict and reason:
+            raise ConfigError(f"config cannot be written as an official GhostNet table: {reason}")
+        extra = self.to_dict()
+        del extra["stages"], extra["format"]
+        del extra["width"]
+        return {"cfgs": [[block.row() for block in stage] for stage in self.stages], "width": self.width, **extra}
+
+    @classmethod
+    def from_official(cls, data: dict[str, Any]) -> GhostNetConfig:
+        data = dict(data)
+        stages = _read_stages(data.pop("cfgs"), "cfgs")
+        known = {f.name for f in dataclasses.fields(cls)} - {"stages"}
+        unknown = sorted(set(data) - known - {"format"})
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(map(str, unknown))}")
+        data.pop("format", None)
+        try:
+            return cls(stages=stages, **data)
+        except TypeError as exc:
+            raise ConfigError(f"malformed config: {exc}") from None
+
+    # -- files ------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path) -> GhostNetConfig:
+        """Read a ``.json``/``.yaml``/``.yml`` file in either format (``safe_load`` only)."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}") from None
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        data = self.to_dict()
+        text = json.dumps(data, indent=2) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+        path.write_text(text)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _as_block(value: Any) -> Block:
+    if isinstance(value, Block):
+        return value
+    raise ConfigError(f"a block must be a Block, not {type(value).__name__}")
+
+
+def _read_stages(value: Any, key: str) -> tuple[tuple[Block, ...], ...]:
+    """Stages as a list of lists of rows: each row ``[k, exp, out, se, stride]`` or a mapping."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"'{key}' must be a non-empty list of stages")
+    stages = []
+    for si, stage in enumerate(value):
+        if not isinstance(stage, (list, tuple)) or not stage:
+            raise ConfigError(f"'{key}' stage {si} must be a non-empty list of blocks")
+        stages.append(tuple(_read_block(row, f"{key} stage {si} block {bi}") for bi, row in enumerate(stage)))
+    return tuple(stages)
+
+
+def _read_block(row: Any, where: str) -> Block:
+    if isinstance(row, dict):
+        unknown = sorted(set(row) - set(_ROW_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
+        missing = [k for k in ("kernel", "exp", "out") if k not in row]
+        if missing:
+            raise ConfigError(f"{where}: missing {', '.join(missing)}")
+        return Block(**row)
+    if isinstance(row, (list, tuple)) and len(row) == 5:
+        return Block(*row)
+    raise ConfigError(f"{where} must be [kernel, exp, out, se, stride] or a mapping, got {row!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, *, low: int, high: int | None = None, why: str = "") -> None:
+    if not _is_int(value) or value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(f"{name} must be an integer {bound}{' ' + why if why else ''}, got {value!r}")
+
+
+def _check_odd(name: str, value: Any) -> None:
+    if not _is_int(value) or value < 1 or value % 2 == 0:
+        raise ConfigError(f"{name} must be a positive odd integer, got {value!r}")
+
+
+def _check_number(name: str, value: Any, *, low: float, high: float) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not low <= value <= high:
+        raise ConfigError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[int, ...]) -> None:
+    if not _is_int(value) or value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")

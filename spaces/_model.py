@@ -1,0 +1,179 @@
+"""The GhostNet builder (Han et al., "GhostNet: More Features from Cheap Operations", CVPR 2020).
+
+Module and attribute names follow the official implementation, so the state dict of a model
+built here for ``ratio=2, dw_size=3`` has the same keys and shapes as the official one (and its
+published weights load). The generalisations are the ghost ratio ``s`` and the cheap kernel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spaces._config import GhostNetConfig, make_divisible
+
+__all__ = ["GhostBottleneck", "GhostModule", "GhostNet", "SqueezeExcite", "build_model"]
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-excite with a hard-sigmoid gate, reduced width ``make_divisible(c * ratio, 4)``."""
+
+    def __init__(self, channels: int, *, se_ratio: float) -> None:
+        super().__init__()
+        reduced = make_divisible(channels * se_ratio, 4)
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.conv_reduce = nn.Conv2d(channels, reduced, 1, bias=True)
+        self.act1 = nn.ReLU(inplace=True)
+        self.conv_expand = nn.Conv2d(reduced, channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.conv_expand(self.act1(self.conv_reduce(self.avg_pool(x))))
+        return x * F.hardsigmoid(gate)
+
+
+class ConvBnAct(nn.Module):
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_chs)
+        self.act1 = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act1(self.bn1(self.conv(x)))
+
+
+class GhostModule(nn.Module):
+    """A 1x1 primary conv makes ceil(out / s) maps; a depthwise ``dw_size`` conv makes the rest."""
+
+    def __init__(self, inp: int, oup: int, *, ratio: int = 2, dw_size: int = 3, relu: bool = True) -> None:
+        super().__init__()
+        self.oup = oup
+        init_channels = math.ceil(oup / ratio)
+        new_channels = init_channels * (ratio - 1)
+        act = nn.ReLU(inplace=True) if relu else nn.Identity()
+        self.primary_conv = nn.Sequential(
+            nn.Conv2d(inp, init_channels, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(init_channels),
+            act,
+        )
+        self.cheap_operation = nn.Sequential(
+            nn.Conv2d(init_channels, new_channels, dw_size, 1, dw_size // 2, groups=init_channels, bias=False),
+            nn.BatchNorm2d(new_channels),
+            nn.ReLU(inplace=True) if relu else nn.Identity(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.primary_conv(x)
+        x2 = self.cheap_operation(x1)
+        return torch.cat([x1, x2], dim=1)[:, : self.oup]
+
+
+class GhostBottleneck(nn.Module):
+    """Ghost (expand) -> depthwise k x k if stride 2 -> SE -> Ghost (project), plus a shortcut."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        mid_chs: int,
+        out_chs: int,
+        *,
+        kernel: int = 3,
+        stride: int = 1,
+        se_ratio: float = 0.0,
+        ratio: int = 2,
+        dw_size: int = 3,
+    ) -> None:
+        super().__init__()
+        self.stride = stride
+        self.ghost1 = GhostModule(in_chs, mid_chs, ratio=ratio, dw_size=dw_size, relu=True)
+        if stride > 1:
+            self.conv_dw = nn.Conv2d(mid_chs, mid_chs, kernel, stride, (kernel - 1) // 2, groups=mid_chs, bias=False)
+            self.bn_dw = nn.BatchNorm2d(mid_chs)
+        self.se = SqueezeExcite(mid_chs, se_ratio=se_ratio) if se_ratio > 0 else None
+        self.ghost2 = GhostModule(mid_chs, out_chs, ratio=ratio, dw_size=dw_size, relu=False)
+        if in_chs == out_chs and stride == 1:
+            self.shortcut = nn.Sequential()
+        else:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_chs, in_chs, kernel, stride, (kernel - 1) // 2, groups=in_chs, bias=False),
+                nn.BatchNorm2d(in_chs),
+                nn.Conv2d(in_chs, out_chs, 1, 1, 0, bias=False),
+                nn.BatchNorm2d(out_chs),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x
+        x = self.ghost1(x)
+        if self.stride > 1:
+            x = self.bn_dw(self.conv_dw(x))
+        if self.se is not None:
+            x = self.se(x)
+        x = self.ghost2(x)
+        return x + self.shortcut(residual)
+
+
+class GhostNet(nn.Module):
+    def __init__(self, config: GhostNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.dropout = config.dropout
+        self.feature_info: list[dict[str, object]] = []
+
+        stem = config.channels(config.stem_channels)
+        self.conv_stem = nn.Conv2d(3, stem, 3, config.stem_stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem)
+        self.act1 = nn.ReLU(inplace=True)
+        self.feature_info.append({"num_chs": stem, "reduction": config.stem_stride, "module": "act1"})
+
+        in_chs, reduction = stem, config.stem_stride
+        stages: list[nn.Module] = []
+        for si, stage in enumerate(config.stages):
+            layers = []
+            for block in stage:
+                out_chs = config.channels(block.out)
+                layers.append(
+                    GhostBottleneck(
+                        in_chs,
+                        config.channels(block.exp),
+                        out_chs,
+                        kernel=block.kernel,
+                        stride=block.stride,
+                        se_ratio=block.se,
+                        ratio=config.ratio,
+                        dw_size=config.dw_size,
+                    )
+                )
+                in_chs, reduction = out_chs, reduction * block.stride
+            stages.append(nn.Sequential(*layers))
+            self.feature_info.append({"num_chs": in_chs, "reduction": reduction, "module": f"blocks.{si}"})
+        # The official rule: this 1x1 layer's width is the last block's expansion size (times
+        # width). The config holds it as head_channels, so a different head is never silent.
+        head = config.channels(config.head_channels)
+        stages.append(nn.Sequential(ConvBnAct(in_chs, head, 1)))
+        self.feature_info.append({"num_chs": head, "reduction": reduction, "module": f"blocks.{len(stages) - 1}"})
+        self.blocks = nn.Sequential(*stages)
+
+        self.global_pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.conv_head = nn.Conv2d(head, config.feature_channels, 1, 1, 0, bias=True)
+        self.act2 = nn.ReLU(inplace=True)
+        self.classifier = nn.Linear(config.feature_channels, config.num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.act1(self.bn1(self.conv_stem(x))))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act2(self.conv_head(self.global_pool(x))).flatten(1)
+        if self.dropout > 0.0:
+            x = F.dropout(x, p=self.dropout, training=self.training)
+        return self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def build_model(config: GhostNetConfig) -> GhostNet:
+    """A freshly initialised GhostNet for ``config`` (PyTorch's default initialisation)."""
+    return GhostNet(config)
