@@ -101,6 +101,14 @@ class GhostNetConfig:
     def _validate(self) -> None:
         if not self.stages or any(len(stage) == 0 for stage in self.stages):
             raise ConfigError("config needs at least one stage, and every stage at least one block")
+        for si, stage in enumerate(self.stages):
+            for bi, block in enumerate(stage):
+                where = f"stage {si} block {bi}"
+                _check_odd(f"{where} kernel", block.kernel)
+                _check_int(f"{where} exp", block.exp, low=1)
+                _check_int(f"{where} out", block.out, low=1)
+                _check_number(f"{where} se", block.se, low=0.0, high=1.0)
+                _check_choice(f"{where} stride", block.stride, (1, 2))
         _check_int("ratio", self.ratio, low=2, why="(s=1 leaves no cheap features)")
         _check_odd("dw_size", self.dw_size)
         _check_number("width", self.width, low=0.05, high=8.0)
@@ -111,14 +119,6 @@ class GhostNetConfig:
         _check_int("input_size", self.input_size, low=8, high=1024)
         _check_int("num_classes", self.num_classes, low=2)
         _check_number("dropout", self.dropout, low=0.0, high=0.95)
-        for si, stage in enumerate(self.stages):
-            for bi, block in enumerate(stage):
-                where = f"stage {si} block {bi}"
-                _check_odd(f"{where} kernel", block.kernel)
-                _check_int(f"{where} exp", block.exp, low=1)
-                _check_int(f"{where} out", block.out, low=1)
-                _check_number(f"{where} se", block.se, low=0.0, high=1.0)
-                _check_choice(f"{where} stride", block.stride, (1, 2))
         if self.input_size < self.total_stride:
             raise ConfigError(
                 f"input_size {self.input_size} is smaller than the network's total stride "
