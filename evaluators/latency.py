@@ -1,0 +1,435 @@
+"""On-device latency probe: how long one forward pass of a built model takes here.
+
+The objective is the median of repeated timed forward passes. A shared machine is noisy (other
+processes, frequency changes), so every probe also times a fixed reference model, GhostNet 1.0x
+at the same input size, interleaved with the candidate: the ratio candidate/reference is kept
+beside the absolute median, and it survives slow load changes that move both alike.
+
+CPU timings use a fixed, recorded thread count (default 1), flush-denormal, and one memory format
+chosen once per machine by timing NCHW against channels_last on the reference model (cached on
+disk). CUDA timings use ``cudnn.benchmark`` and CUDA events around each run. The optional
+``onnxruntime`` backend exports the model to ONNX and times an ``InferenceSession`` instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import gc
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from spaces import GhostNetConfig, build_model, reference
+
+__all__ = ["LatencyProbe", "LatencyResult", "LatencySettings", "default_cache_dir"]
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("cpu", "cuda")
+BACKENDS = ("torch", "onnxruntime")
+MEMORY_FORMATS = ("auto", "nchw", "channels_last")
+REFERENCE_NAME = "ghostnet-1.0x"
+_FORMAT_CACHE_FILE = "latency_memory_format.json"
+
+Runner = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How a probe times a model. The defaults are tuned in docs/BENCHMARKS.md ("Latency probe").
+
+    ``max_seconds`` caps the timed runs of one probe (candidate and reference together) once
+    ``min_runs`` are done; timing stops earlier when the IQR/median of every timed model falls
+    below ``target_spread``.
+    """
+
+    device: str = "cpu"
+    threads: int = 1
+    batch_size: int = 1
+    input_size: int | None = None
+    warmup: int = 5
+    min_runs: int = 10
+    max_runs: int = 200
+    max_seconds: float = 1.5
+    target_spread: float = 0.05
+    backend: str = "torch"
+    memory_format: str = "auto"
+    reference: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("memory_format", self.memory_format, MEMORY_FORMATS)
+        _check_int("threads", self.threads, low=1)
+        _check_int("batch_size", self.batch_size, low=1)
+        if self.input_size is not None:
+            _check_int("input_size", self.input_size, low=8)
+        _check_int("warmup", self.warmup, low=0)
+        # Quartiles of fewer than 5 runs are not a spread worth stopping on.
+        _check_int("min_runs", self.min_runs, low=5)
+        _check_int("max_runs", self.max_runs, low=self.min_runs, why="(at least min_runs)")
+        _check_positive("max_seconds", self.max_seconds)
+        _check_positive("target_spread", self.target_spread)
+        if not isinstance(self.reference, bool):
+            raise ValueError(f"latency reference must be true or false, got {self.reference!r}")
+        if self.backend == "onnxruntime" and self.device != "cpu":
+            raise ValueError("latency backend 'onnxruntime' times on device 'cpu' only")
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """One probe's statistics, in milliseconds; ``median_ms`` is the search objective.
+
+    ``ratio_to_reference`` is the median of the per-pair ratios candidate/reference over runs
+    timed back to back, so load that changes slower than one pair cancels out of it.
+    """
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    spread: float  # IQR / median of the candidate's timed runs
+    runs: int
+    unstable: bool  # spread still >= target_spread when timing stopped at a cap
+    reference_median_ms: float | None
+    ratio_to_reference: float | None
+    env: dict[str, Any]
+    times_ms: tuple[float, ...] = field(repr=False)
+    reference_times_ms: tuple[float, ...] = field(repr=False)
+
+    def to_dict(self, *, include_times: bool = False) -> dict[str, Any]:
+        """JSON-ready; the raw per-run times only when asked (they are long)."""
+        data = dataclasses.asdict(self)
+        if include_times:
+            data["times_ms"], data["reference_times_ms"] = list(self.times_ms), list(self.reference_times_ms)
+        else:
+            del data["times_ms"], data["reference_times_ms"]
+        return data
+
+
+def default_cache_dir() -> Path:
+    """Where per-machine choices are kept: ``$XDG_CACHE_HOME/ghostnas`` or ``~/.cache/ghostnas``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ghostnas"
+
+
+class LatencyProbe:
+    """Times configs on one device with one set of settings; build it once per search.
+
+    It keeps the reference model (per input size, layout and class count) and the memory-format
+    choice, so each ``measure`` builds and times only the candidate.
+    """
+
+    def __init__(self, *, settings: LatencySettings | None = None, cache_dir: Path | None = None) -> None:
+        self.settings = settings or LatencySettings()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        if self.settings.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("latency device 'cuda' requested but torch sees no CUDA device")
+        self._ort = _import_onnxruntime() if self.settings.backend == "onnxruntime" else None
+        self._formats: dict[str, str] = {}
+        self._references: dict[tuple[int, int, int, str], Runner] = {}
+
+    def measure(self, config: GhostNetConfig) -> LatencyResult:
+        """Time ``config``'s forward pass (interleaved with the reference model's)."""
+        s = self.settings
+        size = s.input_size or config.input_size
+        with self._timing_context():
+            fmt = self._memory_format(config, size)
+            runners = [self._runner(config, size, fmt)]
+            if s.reference:
+                runners.append(self._reference_runner(config, size, fmt))
+            times = _time_interleaved(runners, timer=self._timer, settings=s)
+        result = _summarise(times, target_spread=s.target_spread, env=self._env(size, fmt))
+        log.debug(
+            "latency %s: median %.3f ms, spread %.3f over %d runs, ratio %s",
+            config.id, result.median_ms, result.spread, result.runs, result.ratio_to_reference,
+        )
+        if result.unstable:
+            log.info("latency %s: spread %.3f stayed above %.3f", config.id, result.spread, s.target_spread)
+        return result
+
+    # -- device state -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _timing_context(self) -> Iterator[None]:
+        """Fixed threads, flush-denormal, cudnn autotuning and no GC pauses while probing.
+
+        The previous thread count and cudnn flag come back afterwards, so a trainer in the same
+        process keeps its own. Flush-denormal stays on: torch has no getter to restore it, and
+        the trainer turns it on too.
+        """
+        previous_threads = torch.get_num_threads()
+        previous_benchmark = torch.backends.cudnn.benchmark
+        gc_was_enabled = gc.isenabled()
+        torch.set_num_threads(self.settings.threads)
+        torch.set_flush_denormal(True)
+        torch.backends.cudnn.benchmark = True
+        gc.disable()  # a collection inside one timed run is an outlier we can avoid
+        try:
+            yield
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+            torch.backends.cudnn.benchmark = previous_benchmark
+            torch.set_num_threads(previous_threads)
+
+    def _timer(self, run: Runner) -> float:
+        if self.settings.device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+        start_ns = time.perf_counter_ns()
+        run()
+        return (time.perf_counter_ns() - start_ns) / 1e6
+
+    def _env(self, size: int, fmt: str) -> dict[str, Any]:
+        s = self.settings
+        env: dict[str, Any] = {
+            "device": s.device,
+            "backend": s.backend,
+            "cpu": _cpu_model(),
+            "threads": s.threads,
+            "memory_format": fmt,
+            "dtype": "float32",
+            "batch_size": s.batch_size,
+            "input_size": size,
+            "torch": torch.__version__,
+        }
+        if s.device == "cuda":
+            env["gpu"] = torch.cuda.get_device_name()
+        if self._ort is not None:
+            env["onnxruntime"] = self._ort.__version__
+        return env
+
+    # -- models -----------------------------------------------------------------------------
+
+    def _runner(self, config: GhostNetConfig, size: int, fmt: str) -> Runner:
+        # Building draws random initial weights; keep the caller's RNG stream (a trainer seeds
+        # per trial) untouched. Weight values do not change the speed of dense float kernels.
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(config).eval()
+        x = torch.randn(self.settings.batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
+        if self._ort is not None:
+            return _onnx_runner(self._ort, model, x, threads=self.settings.threads)
+        model, x = model.to(self.settings.device), x.to(self.settings.device)
+        if fmt == "channels_last":
+            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        return functools.partial(model, x)
+
+    def _reference_config(self, config: GhostNetConfig, size: int) -> GhostNetConfig:
+        # Configs carry no preset name: a stride-1 stem is what the cifar preset makes.
+        preset = "cifar" if config.stem_stride == 1 else "imagenet"
+        return reference(REFERENCE_NAME, preset=preset, num_classes=config.num_classes, input_size=size)
+
+    def _reference_runner(self, config: GhostNetConfig, size: int, fmt: str) -> Runner:
+        key = (size, config.stem_stride, config.num_classes, fmt)
+        if key not in self._references:
+            self._references[key] = self._runner(self._reference_config(config, size), size, fmt)
+        return self._references[key]
+
+    # -- memory format ----------------------------------------------------------------------
+
+    def _memory_format(self, config: GhostNetConfig, size: int) -> str:
+        """The settings' format, or for ``auto`` the faster one on the reference model."""
+        s = self.settings
+        if s.backend == "onnxruntime":
+            return "nchw"  # ONNX graphs are NCHW; ORT picks its internal layouts itself
+        if s.memory_format != "auto":
+            return s.memory_format
+        key = self._format_key(size, config.stem_stride)
+        if key not in self._formats:
+            cached = self._read_format_cache().get(key)
+            if cached in ("nchw", "channels_last"):
+                self._formats[key] = cached
+            else:
+                self._formats[key] = self._choose_format(config, size, key)
+        return self._formats[key]
+
+    def _format_key(self, size: int, stem_stride: int) -> str:
+        s = self.settings
+        device = torch.cuda.get_device_name() if s.device == "cuda" else _cpu_model()
+        return (
+            f"{s.device}:{device}|torch {torch.__version__}|threads {s.threads}|batch {s.batch_size}"
+            f"|input {size}|stem stride {stem_stride}"
+        )
+
+    def _choose_format(self, config: GhostNetConfig, size: int, key: str) -> str:
+        ref = self._reference_config(config, size)
+        runners = [self._runner(ref, size, "nchw"), self._runner(ref, size, "channels_last")]
+        nchw, channels_last = (float(np.median(t)) for t in _time_interleaved(runners, timer=self._timer, settings=self.settings))
+        choice = "channels_last" if channels_last < nchw else "nchw"
+        log.info("latency memory format for %s: %s (nchw %.3f ms, channels_last %.3f ms)", key, choice, nchw, channels_last)
+        entry = {
+            "memory_format": choice,
+            "nchw_ms": nchw,
+            "channels_last_ms": channels_last,
+            "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        self._write_format_cache(key, entry)
+        return choice
+
+    def _read_format_cache(self) -> dict[str, str]:
+        path = self.cache_dir / _FORMAT_CACHE_FILE
+        try:
+            data = json.loads(path.read_text())
+            return {k: v["memory_format"] for k, v in data.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("ignoring unreadable latency cache %s (%s); measuring again", path, exc)
+            return {}
+
+    def _write_format_cache(self, key: str, entry: dict[str, Any]) -> None:
+        path = self.cache_dir / _FORMAT_CACHE_FILE
+        try:
+            data = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, ValueError) as exc:
+            log.warning("replacing unreadable latency cache %s (%s)", path, exc)
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        data[key] = entry
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write then rename: workers of one search may share the file.
+            with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+                json.dump(data, tmp, indent=2, sort_keys=True)
+            os.replace(tmp.name, path)
+        except OSError as exc:
+            log.warning("cannot write latency cache %s (%s); the choice holds for this process only", path, exc)
+
+
+# -- timing and statistics --------------------------------------------------------------------
+
+
+def _time_interleaved(runners: Sequence[Runner], *, timer: Callable[[Runner], float], settings: LatencySettings) -> list[list[float]]:
+    """Per-runner times (ms): warm-up discarded, then rounds of one run each until stable or capped."""
+    with torch.inference_mode():
+        for _ in range(settings.warmup):
+            for run in runners:
+                run()
+        return _timed_rounds(runners, timer=timer, settings=settings)
+
+
+def _timed_rounds(runners: Sequence[Runner], *, timer: Callable[[Runner], float], settings: LatencySettings) -> list[list[float]]:
+    times: list[list[float]] = [[] for _ in runners]
+    started = time.perf_counter()
+    while True:
+        # Alternate who goes first, so no model always runs on the caches the other left.
+        order = range(len(runners)) if len(times[0]) % 2 == 0 else reversed(range(len(runners)))
+        for i in order:
+            times[i].append(timer(runners[i]))
+        runs = len(times[0])
+        if runs < settings.min_runs:
+            continue
+        if all(_spread(t) < settings.target_spread for t in times):
+            return times
+        if runs >= settings.max_runs or time.perf_counter() - started >= settings.max_seconds:
+            return times
+
+
+def _spread(times: Sequence[float]) -> float:
+    q25, q50, q75 = np.percentile(times, [25, 50, 75])
+    return float((q75 - q25) / q50)
+
+
+def _summarise(times: list[list[float]], *, target_spread: float, env: dict[str, Any]) -> LatencyResult:
+    candidate = times[0]
+    p10, median, p90 = (float(v) for v in np.percentile(candidate, [10, 50, 90]))
+    spread = _spread(candidate)
+    ref = times[1] if len(times) > 1 else []
+    return LatencyResult(
+        median_ms=median,
+        p10_ms=p10,
+        p90_ms=p90,
+        spread=spread,
+        runs=len(candidate),
+        unstable=spread >= target_spread,
+        reference_median_ms=float(np.median(ref)) if ref else None,
+        ratio_to_reference=float(np.median(np.divide(candidate, ref))) if ref else None,
+        env=env,
+        times_ms=tuple(candidate),
+        reference_times_ms=tuple(ref),
+    )
+
+
+# -- onnxruntime --------------------------------------------------------------------------------
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ValueError("latency backend 'onnxruntime' needs onnxruntime: pip install 'ghostnas[onnx]'") from None
+    return onnxruntime
+
+
+def _onnx_runner(ort: Any, model: nn.Module, x: torch.Tensor, *, threads: int) -> Runner:
+    """An InferenceSession for ``model`` at ``x``'s static shape, on fixed CPU threads."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: ORT warns about every unused initializer
+    with tempfile.TemporaryDirectory(prefix="ghostnas-onnx-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        # The TorchScript exporter takes ~1 s on a GhostNet where the dynamo one takes ~8-15 s on
+        # this class of CPU, and the graph of a static-shape CNN is the same; its deprecation
+        # warning is not the user's to act on.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["input"], output_names=["logits"])
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return functools.partial(session.run, None, {"input": x.numpy()})
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        log.debug("no /proc/cpuinfo; naming the CPU by platform")
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, *, low: int, why: str = "") -> None:
+    if not _is_int(value) or value < low:
+        raise ValueError(f"latency {name} must be an integer >= {low}{' ' + why if why else ''}, got {value!r}")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and value > 0
+    if not ok:
+        raise ValueError(f"latency {name} must be a positive number, got {value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"latency {name} must be one of {', '.join(choices)}, got {value!r}")
