@@ -1,0 +1,39 @@
+"""What comes out of a search: the trials as a DataFrame, the Pareto front, its hypervolume,
+exported config tables and plots. Reads Optuna storage only (docs/STUDY_FORMAT.md); needs
+neither training code nor the sampler."""
+
+from __future__ import annotations
+
+from results._export import EXPORT_FORMATS, export, read_exported, render
+from results._frame import OBJECTIVES, ResultsError, load_trials, open_study
+from results._pareto import REFERENCE_POINT, hypervolume, hypervolume_history, normalisation_bounds, pareto_front
+from results._plots import (
+    plot_hypervolume,
+    plot_objectives_3d,
+    plot_parallel_coordinates,
+    plot_param_importances,
+    plot_tradeoff,
+    write_plots,
+)
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "OBJECTIVES",
+    "REFERENCE_POINT",
+    "ResultsError",
+    "export",
+    "hypervolume",
+    "hypervolume_history",
+    "load_trials",
+    "normalisation_bounds",
+    "open_study",
+    "pareto_front",
+    "plot_hypervolume",
+    "plot_objectives_3d",
+    "plot_parallel_coordinates",
+    "plot_param_importances",
+    "plot_tradeoff",
+    "read_exported",
+    "render",
+    "write_plots",
+]

@@ -1,0 +1,227 @@
+"""Open a GhostNAS study and flatten its trials into a pandas DataFrame.
+
+Reads only what docs/STUDY_FORMAT.md lists, so any study written by ``search/`` (or by hand,
+following that page) can be inspected here without torch training or the sampler.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import optuna
+import pandas as pd
+from optuna.storages import BaseStorage
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import FrozenTrial
+
+__all__ = ["OBJECTIVES", "ResultsError", "load_trials", "open_study"]
+
+FORMAT_VERSION = 1
+
+# Every score a trial can have and the direction it is optimised in (DESIGN.md, "Scores").
+OBJECTIVES: dict[str, str] = {
+    "accuracy": "maximize",
+    "latency_ms": "minimize",
+    "flops": "minimize",
+    "params": "minimize",
+}
+
+STAGE_SECONDS = ("build", "flops", "latency", "train", "total")
+
+
+class ResultsError(ValueError):
+    """A study that cannot be opened or read, or an export/plot request that cannot be met."""
+
+
+def open_study(*, storage: str | BaseStorage, study_name: str) -> optuna.Study:
+    """Load an existing study without creating anything.
+
+    ``storage`` is an Optuna RDB URL (``sqlite:///runs/x.db``, ``postgresql://...``), the path
+    of an Optuna journal file, or an already opened storage. A missing study or storage raises
+    a one-line ``ResultsError`` that never shows the storage password.
+    """
+    where = _redact(storage) if isinstance(storage, str) else type(storage).__name__
+    try:
+        opened = _open_storage(storage)
+        names = optuna.get_all_study_names(storage=opened)
+    except ResultsError:
+        raise
+    except Exception as exc:  # drivers and SQLAlchemy raise many types; all mean "cannot open"
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ResultsError(f"cannot open storage {where}: {_scrub(detail, storage)}") from None
+    if study_name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise ResultsError(f"study {study_name!r} does not exist in {where} (studies there: {known})")
+    return optuna.load_study(study_name=study_name, storage=opened)
+
+
+def _open_storage(storage: str | BaseStorage) -> BaseStorage:
+    if not isinstance(storage, str):
+        return storage
+    if "://" not in storage:
+        # Not a URL: an Optuna journal file, as optuna-dashboard reads one.
+        if not Path(storage).is_file():
+            raise ResultsError(f"cannot open storage {storage}: no such journal file")
+        return JournalStorage(JournalFileBackend(storage))
+    if storage.startswith("sqlite:///"):
+        # RDBStorage would create an empty database here; reading must not.
+        path = storage[len("sqlite:///") :]
+        if not Path(path).is_file():
+            raise ResultsError(f"cannot open storage {_redact(storage)}: no such SQLite file {path}")
+    return optuna.storages.RDBStorage(storage)
+
+
+def _redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # unparsable (e.g. a bad port): fall back to a pattern
+        return re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", url)
+    if not password:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _scrub(message: str, storage: str | BaseStorage) -> str:
+    """A driver's message with the URL redacted and the bare password removed, if it echoes them."""
+    if not isinstance(storage, str):
+        return message
+    message = message.replace(storage, _redact(storage))
+    try:
+        password = urlsplit(storage).password
+    except ValueError:
+        password = None
+    return message.replace(password, "***") if password else message
+
+
+def load_trials(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial of a GhostNAS study (any state), in trial-number order.
+
+    Columns: ``number``, ``state`` (Optuna's name, e.g. ``COMPLETE``), ``feasible`` (COMPLETE and
+    every constraint <= 0), ``baseline`` (reference name or None), the four scores as measured
+    (NaN when never measured, e.g. accuracy of a trial a limit rejected), ``rejected``/``failed``/
+    ``stopped`` reasons, ``config_id``, ``config`` (dict), ``width``, ``ratio``, ``dw_size``,
+    ``depth`` (blocks in all), ``s{i}.depth`` per stage, ``seconds_<stage>``, ``constraints``,
+    ``trial_params`` (Optuna params), ``datetime_start``, ``datetime_complete``, ``duration``.
+
+    Text columns follow pandas: a missing ``baseline`` or reason reads as NaN (``pd.isna``).
+
+    ``df.attrs`` holds the study's ``study_name``, ``objectives``, ``limits`` and
+    the parameter ``distributions`` (Optuna JSON), so later steps need nothing but the frame.
+    """
+    attrs = study.user_attrs
+    version = attrs.get("ghostnas_version")
+    if version != FORMAT_VERSION:
+        raise ResultsError(
+            f"study {study.study_name!r} is not a GhostNAS study of format {FORMAT_VERSION} "
+            f"(ghostnas_version is {version!r})"
+        )
+    objectives = list(attrs.get("objectives") or [])
+    unknown = [name for name in objectives if name not in OBJECTIVES]
+    if not objectives or unknown:
+        raise ResultsError(f"study {study.study_name!r} has invalid objectives {objectives!r}")
+
+    trials = study.get_trials(deepcopy=False)
+    stage_count = max((len(_config_of(t).get("stages", [])) for t in trials), default=0)
+    frame = pd.DataFrame([_row(trial, stage_count) for trial in trials], columns=_columns(stage_count))
+    # Nullable integers: a trial without a config (a worker died early) must not turn the
+    # other trials' ratio or depth into floats.
+    counts = ["ratio", "dw_size", "depth", *(f"s{i}.depth" for i in range(stage_count))]
+    frame[counts] = frame[counts].astype("Int64")
+    frame["feasible"] = frame["feasible"].astype(bool)
+    frame.attrs = {
+        "study_name": study.study_name,
+        "objectives": objectives,
+        "limits": dict(attrs.get("limits") or {}),
+        "distributions": _distributions(trials),
+    }
+    return frame
+
+
+def _columns(stage_count: int) -> list[str]:
+    return [
+        "number", "state", "feasible", "baseline", *OBJECTIVES, "rejected", "failed", "stopped",
+        "config_id", "config", "width", "ratio", "dw_size", "depth",
+        *(f"s{i}.depth" for i in range(stage_count)),
+        *(f"seconds_{stage}" for stage in STAGE_SECONDS),
+        "constraints", "trial_params", "datetime_start", "datetime_complete", "duration",
+    ]  # fmt: skip
+
+
+def _config_of(trial: FrozenTrial) -> dict[str, Any]:
+    config = trial.user_attrs.get("config")
+    return config if isinstance(config, dict) else {}
+
+
+def _row(trial: FrozenTrial, stage_count: int) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    scores = attrs.get("scores") or {}
+    seconds = attrs.get("seconds") or {}
+    config = _config_of(trial)
+    stages = config.get("stages", [])
+    complete = trial.state == optuna.trial.TrialState.COMPLETE
+    row: dict[str, Any] = {
+        "number": trial.number,
+        "state": trial.state.name,
+        "feasible": complete and all(value <= 0 for value in trial.constraints.values()),
+        "baseline": attrs.get("baseline"),
+        **{name: _number(scores.get(name)) for name in OBJECTIVES},
+        "rejected": attrs.get("rejected"),
+        "failed": attrs.get("failed"),
+        "stopped": attrs.get("stopped"),
+        "config_id": attrs.get("config_id"),
+        "config": config or None,
+        "width": config.get("width"),
+        "ratio": config.get("ratio"),
+        "dw_size": config.get("dw_size"),
+        "depth": sum(len(stage) for stage in stages) if stages else None,
+        **{f"seconds_{stage}": _number(seconds.get(stage)) for stage in STAGE_SECONDS},
+        "constraints": dict(trial.constraints),
+        "trial_params": dict(trial.params),
+        "datetime_start": trial.datetime_start,
+        "datetime_complete": trial.datetime_complete,
+        "duration": trial.duration,
+    }
+    for i in range(stage_count):
+        row[f"s{i}.depth"] = len(stages[i]) if i < len(stages) else None
+    return row
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
+def _distributions(trials: list[FrozenTrial]) -> dict[str, str]:
+    """Each parameter's distribution as Optuna JSON (plain data, cheap for pandas to copy)."""
+    found: dict[str, str] = {}
+    for trial in trials:
+        for name, dist in trial.distributions.items():
+            found.setdefault(name, optuna.distributions.distribution_to_json(dist))
+    return found
+
+
+def objectives_of(frame: pd.DataFrame, objectives: list[str] | None) -> list[str]:
+    """``objectives`` checked against the score columns, or the study's own from ``frame.attrs``."""
+    chosen = list(objectives) if objectives is not None else list(frame.attrs.get("objectives") or [])
+    if not chosen:
+        raise ResultsError("no objectives given and the frame does not name its study's objectives")
+    unknown = [name for name in chosen if name not in OBJECTIVES]
+    if unknown:
+        raise ResultsError(f"unknown objective(s) {', '.join(map(repr, unknown))} (choose from {', '.join(OBJECTIVES)})")
+    if len(set(chosen)) != len(chosen):
+        raise ResultsError(f"objectives repeat a name: {chosen}")
+    return chosen
+
+
+def scored_mask(frame: pd.DataFrame, objectives: list[str]) -> pd.Series:
+    """Feasible COMPLETE trials whose every objective in ``objectives`` was measured."""
+    return frame["feasible"].astype(bool) & frame[objectives].notna().all(axis=1)
+
+
+def scored(frame: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
+    return frame[scored_mask(frame, objectives)]
