@@ -5,9 +5,9 @@ processes, frequency changes), so every probe also times a fixed reference model
 at the same input size, interleaved with the candidate: the ratio candidate/reference is kept
 beside the absolute median, and it survives slow load changes that move both alike.
 
-CPU timings use a fixed, recorded thread count (default 1), flush-denormal, and one memory format
-chosen once per machine by timing NCHW against channels_last on the reference model (cached on
-disk). CUDA timings use ``cudnn.benchmark`` and CUDA events around each run. The optional
+Models run in ``eval()`` mode under ``torch.inference_mode()``. CPU timings use a fixed, recorded
+thread count (default 1), flush-denormal, and one memory format chosen once per machine by timing
+NCHW against channels_last on the reference model (cached on disk). CUDA timings use ``cudnn.benchmark`` and CUDA events around each run. The optional
 ``onnxruntime`` backend exports the model to ONNX and times an ``InferenceSession`` instead.
 """
 
@@ -59,13 +59,19 @@ class LatencySettings:
     """
 
     device: str = "cpu"
+    # One thread: on a shared 2-core machine a second thread fights other work for the other
+    # core, and medians stop meaning anything.
     threads: int = 1
     batch_size: int = 1
     input_size: int | None = None
-    warmup: int = 5
+    # Only the first forward pass after a build is slow (allocator, oneDNN primitive creation).
+    warmup: int = 3
+    # Ten pairs is enough on a quiet machine (spread < 5% after ~0.3 s); under load timing runs
+    # to the cap, and 2 s of pairs (~25-60 per model) gives a reference ratio within ~4-5%
+    # between processes. See docs/BENCHMARKS.md, "Latency probe".
     min_runs: int = 10
     max_runs: int = 200
-    max_seconds: float = 1.5
+    max_seconds: float = 2.0
     target_spread: float = 0.05
     backend: str = "torch"
     memory_format: str = "auto"
