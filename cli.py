@@ -1,0 +1,313 @@
+"""GhostNAS command line: search, show, export, plot, eval.
+
+Thin by design: it parses flags, calls the packages, and prints. Data goes to stdout, logs and
+progress to stderr. Known errors (bad flags, config files, data paths, storage URLs, studies)
+end in one line on stderr and exit status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+log = logging.getLogger("ghostnas")
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A bad flag or flag combination."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line (its default prints the usage block too)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# -- flags ----------------------------------------------------------------------------------------
+
+
+def _evaluation_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by eval and search: what data, what budget, which device."""
+    parser.add_argument("--dataset", help="digits (default, embedded), cifar10, cifar100, mnist, fashion-mnist, or an ImageFolder dir / .tar.gz")
+    parser.add_argument("--data-root", type=Path, help="where torchvision datasets live (read locally)")
+    parser.add_argument("--download", action="store_true", default=None, help="download a torchvision dataset into --data-root")
+    parser.add_argument("--subset", type=int, help="use this many images of the training data (stratified)")
+    parser.add_argument("--epochs", type=int, help="proxy training epochs")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="where latency is timed and training runs (default cpu)")
+    parser.add_argument("--threads", type=int, help="CPU threads for the latency probe (default 1)")
+    parser.add_argument("--latency-backend", choices=("torch", "onnxruntime"), help="time with PyTorch (default) or ONNX Runtime")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ghostnas", description="Hardware-aware multi-objective search over the GhostNet design space.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    search = commands.add_parser("search", help="run or resume a search")
+    search.add_argument("--config", type=Path, help="YAML/JSON file holding any of these flags (flags override it)")
+    search.add_argument("--space", type=Path, help="search space YAML (default: spaces/ghostnet.yaml)")
+    search.add_argument("--trials", type=int, help="finished trials the study should have (default 16)")
+    search.add_argument("--timeout", type=float, help="stop after the trial running when S seconds have passed")
+    search.add_argument("--objectives", help="comma-separated: accuracy, latency_ms, flops, params")
+    search.add_argument("--sampler", help="tpe (default), nsga2, nsga3, gp, random")
+    search.add_argument("--max-flops", help="hard limit, e.g. 100M")
+    search.add_argument("--max-params", help="hard limit, e.g. 3M")
+    search.add_argument("--max-latency-ms", help="hard limit in milliseconds")
+    search.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None, help="enqueue the GhostNet width family first (default on)")
+    search.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=None, help="stop clear losers after early epochs (default on)")
+    search.add_argument("--rung-ratio", type=float, help="early stopping keeps the top 1/ratio at each rung (default 3)")
+    search.add_argument("--workers", type=int, help="worker processes on this machine (default 1)")
+    search.add_argument("--storage", help="Optuna storage URL (default sqlite under --out)")
+    search.add_argument("--study", help="study name (default ghostnas); the same name resumes")
+    search.add_argument("--out", type=Path, help="output directory (default runs/<study>)")
+    search.add_argument("--seed", type=int, help="seed for the sampler and the data split (default 0)")
+    search.add_argument("--preset", choices=("cifar", "imagenet"), help="input layout (default cifar: 32x32, total stride 8)")
+    search.add_argument("--input-size", type=int, help="input resolution (default: the preset's)")
+    search.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default on)")
+    _evaluation_flags(search)
+
+    for name, text in (("show", "print the Pareto front"), ("export", "write the Pareto front's configs"), ("plot", "write the Pareto plots as HTML")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--study", required=True, help="study name")
+        sub.add_argument("--storage", help="Optuna storage URL (default: runs/<study>/study.db)")
+        if name == "export":
+            sub.add_argument("--format", choices=("csv", "md", "json", "py"), default="md")
+            sub.add_argument("--out", type=Path, help="file to write (default: stdout)")
+        if name == "plot":
+            sub.add_argument("--out", type=Path, help="directory (default runs/<study>/plots)")
+
+    evaluate = commands.add_parser("eval", help="score one config: params, FLOPs, latency, proxy accuracy")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cfg", type=Path, help="config file: our JSON/YAML, the official table, or an export (json/py)")
+    source.add_argument("--reference", help="ghostnet-0.35x, -0.5x, -0.75x, -1.0x or -1.3x")
+    evaluate.add_argument("--preset", choices=("cifar", "imagenet"), help="for --reference: input layout (default imagenet)")
+    evaluate.add_argument("--width", type=float, help="override the width multiplier")
+    evaluate.add_argument("--input-size", type=int, help="override the input resolution")
+    evaluate.add_argument("--num-classes", type=int, help="override the number of classes")
+    evaluate.add_argument("--member", type=int, default=0, help="which front member of an export file (default 0)")
+    evaluate.add_argument("--skip-accuracy", action="store_true", help="no proxy training")
+    evaluate.add_argument("--skip-latency", action="store_true", help="no latency probe")
+    evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    evaluate.add_argument("--seed", type=int, default=0)
+    _evaluation_flags(evaluate)
+    return parser
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from evaluators.evaluate import Evaluator
+    from evaluators.latency import LatencyProbe, LatencySettings
+    from spaces import GhostNetConfig, reference
+
+    if args.reference:
+        config = reference(args.reference, preset=args.preset or "imagenet")
+    else:
+        config = _read_config(args.cfg, member=args.member)
+        if args.preset:
+            from spaces import apply_preset
+
+            config = apply_preset(config, args.preset)
+    changes = {k: v for k, v in (("width", args.width), ("input_size", args.input_size), ("num_classes", args.num_classes)) if v is not None}
+    if changes:
+        config = config.replace(**changes)
+
+    probe = data = train_settings = None
+    device = args.device or "cpu"
+    if not args.skip_latency:
+        probe = LatencyProbe(settings=_settings(LatencySettings, device=device, threads=args.threads or 1, backend=args.latency_backend or "torch"))
+    if not args.skip_accuracy:
+        from evaluators.data import load_dataset, proxy_split
+        from evaluators.training import TrainSettings
+
+        dataset = load_dataset(args.dataset or "digits", data_root=args.data_root, download=bool(args.download))
+        data = proxy_split(dataset, seed=args.seed, subset=args.subset)
+        train = {"device": device, "seed": args.seed}
+        if args.epochs is not None:
+            train["epochs"] = args.epochs
+        train_settings = _settings(TrainSettings, **train)
+    evaluation = Evaluator(probe=probe, data=data, train_settings=train_settings).evaluate(config)
+    result = {"config_id": evaluation.config.id, "params": int(evaluation.scores["params"]), "flops": int(evaluation.scores["flops"])}
+    if evaluation.latency is not None:
+        result["latency_ms"] = evaluation.latency.median_ms
+        result["latency"] = evaluation.latency.to_dict()
+    if evaluation.training is not None:
+        result["accuracy"] = evaluation.training.accuracy
+        result["training"] = _jsonable(evaluation.training)
+    result["seconds"] = evaluation.seconds
+    result["config"] = evaluation.config.to_dict()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(_eval_table(result))
+    return 0
+
+
+def _read_config(path: Path, *, member: int) -> Any:
+    """A config file, or one member of an ``export`` file (json list or py module)."""
+    from results import read_exported
+    from spaces import ConfigError, GhostNetConfig
+
+    if path.suffix == ".py":
+        configs = read_exported(path)
+    else:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        if path.suffix == ".json" and text.lstrip().startswith("["):
+            configs = read_exported(path)
+        else:
+            return GhostNetConfig.load(path)
+    if not 0 <= member < len(configs):
+        raise ConfigError(f"{path} holds {len(configs)} configs; --member {member} is out of range")
+    return configs[member]
+
+
+def _eval_table(result: dict[str, Any]) -> str:
+    rows = [("config", result["config_id"]), ("params", f"{result['params'] / 1e6:.3f} M"), ("FLOPs (MACs)", f"{result['flops'] / 1e6:.1f} M")]
+    if "latency" in result:
+        lat = result["latency"]
+        rows.append(("latency", f"{lat['median_ms']:.3f} ms (p10 {lat['p10_ms']:.3f}, p90 {lat['p90_ms']:.3f}, {lat['runs']} runs{', UNSTABLE' if lat['unstable'] else ''})"))
+        if lat.get("ratio_to_reference") is not None:
+            rows.append(("latency / GhostNet 1.0x", f"{lat['ratio_to_reference']:.3f}"))
+    if "accuracy" in result:
+        rows.append(("proxy accuracy", f"{100 * result['accuracy']:.2f} %  ({result['training']['epochs_run']} epochs)"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from search import SearchSettings, run_search
+
+    values = SearchSettings.from_file(args.config) if args.config else {}
+    flags = {
+        "study", "storage", "out", "trials", "timeout", "objectives", "sampler", "seed", "max_flops", "max_params",
+        "max_latency_ms", "baselines", "early_stopping", "rung_ratio", "workers", "space", "preset", "input_size",
+        "dataset", "data_root", "download", "subset", "epochs", "device", "threads", "latency_backend", "progress",
+    }
+    values.update({k: v for k, v in vars(args).items() if k in flags and v is not None})
+    if args.quiet and "progress" not in values:
+        values["progress"] = False
+    settings = _settings(SearchSettings, **values)
+    summary = run_search(settings)
+    log.info("%d trials finished, %d failed, in %.0f s", summary.finished, summary.failed, summary.seconds)
+    paths = _write_outputs(settings.storage_url, settings.study, settings.out_dir)
+    for path in paths:
+        print(path)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _write_outputs(storage: str, study_name: str, out_dir: Path) -> list[Path]:
+    """pareto.csv, pareto.md, best.json, best.py and plots/index.html beside the study."""
+    from results import export, load_trials, pareto_front, write_plots
+
+    study = _open_study(storage, study_name)
+    frame = load_trials(study)
+    front = pareto_front(frame)
+    paths = [export(front, fmt=fmt, path=out_dir / name) for fmt, name in (("csv", "pareto.csv"), ("md", "pareto.md"), ("json", "best.json"), ("py", "best.py"))]
+    paths.append(write_plots(frame, out_dir / "plots"))
+    return paths
+
+
+def _open_study(storage: str | None, study_name: str) -> Any:
+    from results import open_study
+    from search import open_storage
+    from search._storage import default_storage_url
+
+    url = storage or default_storage_url(Path("runs") / study_name)
+    return open_study(storage=open_storage(url, must_exist=True), study_name=study_name)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from results import load_trials, pareto_front, render
+
+    frame = load_trials(_open_study(args.storage, args.study))
+    print(render(pareto_front(frame), fmt="md"))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from results import export, load_trials, pareto_front, render
+
+    front = pareto_front(load_trials(_open_study(args.storage, args.study)))
+    if args.out is None:
+        sys.stdout.write(render(front, fmt=args.format))
+    else:
+        print(export(front, fmt=args.format, path=args.out))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from results import load_trials, write_plots
+
+    frame = load_trials(_open_study(args.storage, args.study))
+    print(write_plots(frame, args.out or Path("runs") / args.study / "plots"))
+    return 0
+
+
+# -- plumbing -------------------------------------------------------------------------------------
+
+
+def _settings(cls: type, **values: Any) -> Any:
+    """Build a settings dataclass; its validation errors are the user's, so they become UsageError."""
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _jsonable(obj: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from evaluators.data import DataError
+    from results import ResultsError
+    from search import SearchError
+    from spaces import ConfigError
+
+    return (UsageError, ConfigError, DataError, SearchError, ResultsError)
+
+
+COMMANDS = {"search": cmd_search, "show": cmd_show, "export": cmd_export, "plot": cmd_plot, "eval": cmd_eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        )
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("ghostnas: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # stdout closed early (| head): not an error worth a traceback
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter shutdown quiet
+        return 0
+    except Exception as exc:
+        if debug or not isinstance(exc, _known_errors()):
+            raise
+        print(f"ghostnas: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""How a built model is scored: FLOPs and params (fvcore), latency on this device, accuracy after
+a short proxy training run, and the datasets it trains on. Evaluators take a config, never an
+Optuna trial."""
+
+from __future__ import annotations
+
+from evaluators.data import DataError, ImageSet, load_dataset, proxy_split
+from evaluators.evaluate import Evaluation, Evaluator, Gate
+from evaluators.flops import Cost, count_cost, count_model
+from evaluators.latency import LatencyProbe, LatencyResult, LatencySettings
+from evaluators.training import TrainingFailed, TrainResult, TrainSettings, train_proxy
+
+__all__ = [
+    "Cost",
+    "DataError",
+    "Evaluation",
+    "Evaluator",
+    "Gate",
+    "ImageSet",
+    "LatencyProbe",
+    "LatencyResult",
+    "LatencySettings",
+    "TrainResult",
+    "TrainSettings",
+    "TrainingFailed",
+    "count_cost",
+    "count_model",
+    "load_dataset",
+    "proxy_split",
+    "train_proxy",
+]

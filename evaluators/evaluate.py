@@ -1,0 +1,123 @@
+"""One config through every score, cheapest first: FLOPs/params, then latency, then training.
+
+A ``gate`` callback sees the scores after each cheap stage and may reject the config before the
+next, more expensive one (the search uses it for its hard limits), so a rejected sample is never
+timed or trained needlessly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from evaluators.data import ImageSet
+from evaluators.flops import count_cost
+from evaluators.latency import LatencyProbe, LatencyResult
+from evaluators.training import TrainResult, TrainSettings, train_proxy
+from spaces import GhostNetConfig
+
+__all__ = ["Evaluation", "Evaluator", "Gate"]
+
+# Given the scores so far, the reason to stop here, or None to go on.
+Gate = Callable[[dict[str, float]], "str | None"]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    config: GhostNetConfig
+    scores: dict[str, float]  # accuracy (0..1), latency_ms, flops (MACs), params: those measured
+    seconds: dict[str, float]  # per stage: flops, latency, train, total
+    latency: LatencyResult | None = None
+    training: TrainResult | None = None
+    rejected: str | None = None  # the gate's reason, when it stopped the evaluation
+    env: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config_id": self.config.id,
+            **self.scores,
+            "scores": self.scores,
+            "latency": self.latency.to_dict() if self.latency else None,
+            "training": dataclasses.asdict(self.training) if self.training else None,
+            "seconds": self.seconds,
+            "rejected": self.rejected,
+            "env": self.env,
+        }
+
+
+class Evaluator:
+    """Scores configs on one device; build it once and reuse it (the probe caches its reference).
+
+    ``probe=None`` skips latency; ``data=None`` skips proxy training. ``data`` is the
+    (proxy-train, proxy-validation) pair; every config is built for its classes.
+    """
+
+    def __init__(
+        self,
+        *,
+        probe: LatencyProbe | None = None,
+        data: tuple[ImageSet, ImageSet] | None = None,
+        train_settings: TrainSettings | None = None,
+    ) -> None:
+        self.probe = probe
+        self.data = data
+        self.train_settings = train_settings or TrainSettings()
+
+    def evaluate(
+        self,
+        config: GhostNetConfig,
+        *,
+        gate: Gate | None = None,
+        on_epoch: Callable[[int, float], bool] | None = None,
+    ) -> Evaluation:
+        if self.data is not None and config.num_classes != len(self.data[0].classes):
+            config = config.replace(num_classes=len(self.data[0].classes))
+        scores: dict[str, float] = {}
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+
+        def stop_here() -> str | None:
+            return gate(dict(scores)) if gate else None
+
+        def done(**results: Any) -> Evaluation:
+            seconds["total"] = time.perf_counter() - start
+            return Evaluation(config=config, scores=scores, seconds=seconds, env=self.env(), **results)
+
+        t = time.perf_counter()
+        cost = count_cost(config)
+        scores.update(flops=float(cost.flops), params=float(cost.params))
+        seconds["flops"] = time.perf_counter() - t
+        if reason := stop_here():
+            return done(rejected=reason)
+
+        latency = None
+        if self.probe is not None:
+            t = time.perf_counter()
+            latency = self.probe.measure(config)
+            scores["latency_ms"] = latency.median_ms
+            seconds["latency"] = time.perf_counter() - t
+            if reason := stop_here():
+                return done(latency=latency, rejected=reason)
+
+        training = None
+        if self.data is not None:
+            t = time.perf_counter()
+            training = train_proxy(config, *self.data, self.train_settings, on_epoch=on_epoch)
+            scores["accuracy"] = training.accuracy
+            seconds["train"] = time.perf_counter() - t
+        return done(latency=latency, training=training)
+
+    def env(self) -> dict[str, Any]:
+        device = self.probe.settings.device if self.probe else self.train_settings.device
+        return {
+            "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "threads": torch.get_num_threads(),
+        }

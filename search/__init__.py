@@ -1,0 +1,29 @@
+"""How configs are chosen: the Optuna study, samplers, hard limits, early stopping, storage and
+workers. The only package that imports Optuna's trial API; evaluators never import it."""
+
+from __future__ import annotations
+
+from search._early_stop import EarlyStopping, Peer
+from search._objectives import OBJECTIVES, Limits, SearchError, parse_count, parse_objectives
+from search._samplers import SAMPLERS, make_sampler
+from search._search import SearchSummary, create_or_load_study, run_search
+from search._settings import SearchSettings
+from search._storage import mask_url, open_storage
+
+__all__ = [
+    "EarlyStopping",
+    "Limits",
+    "OBJECTIVES",
+    "Peer",
+    "SAMPLERS",
+    "SearchError",
+    "SearchSettings",
+    "SearchSummary",
+    "create_or_load_study",
+    "make_sampler",
+    "mask_url",
+    "open_storage",
+    "parse_count",
+    "parse_objectives",
+    "run_search",
+]

@@ -1,0 +1,402 @@
+"""The search loop: sample a config, score it cheapest-first, record everything in the study.
+
+One worker runs trials one at a time through ``Study.optimize(n_trials=1)`` (so Optuna's
+heartbeat and failure bookkeeping apply to each), re-checking before every trial how many are
+finished, so that ``--trials`` is a target for the whole study: a resumed or parallel search
+tops up to it instead of adding to it. Workers on one machine take a file lock around that
+check and the sampling of the next trial, so together they never overshoot the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import logging
+import math
+import multiprocessing
+import signal
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import Trial, TrialState
+
+from evaluators.data import load_dataset, proxy_split
+from evaluators.evaluate import Evaluator
+from evaluators.flops import count_cost
+from evaluators.latency import LatencyProbe, LatencySettings
+from evaluators.training import TrainingFailed, TrainSettings
+from search._early_stop import EarlyStopping, Peer
+from search._objectives import OBJECTIVES, UNMEASURED, SearchError, human
+from search._progress import Progress
+from search._settings import SearchSettings
+from search._storage import fail_dead_local_trials, fail_stale_trials, open_storage, worker_identity
+from search._samplers import make_sampler
+from spaces import Choice, ConfigError, Dimension, Fixed, IntRange, SearchSpace, load_space, reference, reference_names
+
+__all__ = ["SearchSummary", "create_or_load_study", "run_search"]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Consecutive failed trials after which a worker gives up: something is wrong with every trial
+# (the data, the device), not with one sampled architecture.
+MAX_CONSECUTIVE_FAILURES = 5
+
+
+class _TrialFailed(Exception):
+    """An evaluation that ended with a recorded reason; Optuna marks the trial FAIL."""
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    study_name: str
+    storage: str
+    finished: int
+    failed: int
+    interrupted: bool
+    timed_out: bool
+    seconds: float
+
+
+# -- the study ------------------------------------------------------------------------------------
+
+
+def create_or_load_study(settings: SearchSettings, space: SearchSpace, *, seed_offset: int = 0) -> optuna.Study:
+    """The study named in ``settings``, created on first use; refuses to resume it differently."""
+    storage = open_storage(settings.storage_url)
+    sampler = make_sampler(settings.sampler, seed=settings.seed + seed_offset, trials=settings.trials)
+    directions = [OBJECTIVES[o] for o in settings.objectives]
+    study = optuna.create_study(
+        storage=storage, study_name=settings.study, directions=directions, sampler=sampler, load_if_exists=True
+    )
+    attrs = study.user_attrs
+    if "objectives" not in attrs:
+        study.set_user_attr("ghostnas_version", FORMAT_VERSION)
+        study.set_user_attr("objectives", list(settings.objectives))
+        study.set_user_attr("limits", settings.limits.to_dict())
+        study.set_user_attr("settings", settings.to_dict())
+        study.set_user_attr("space", _space_dict(space))
+        return study
+    # The sampler's history and the front are only meaningful under one set of objectives and
+    # limits: resuming with others would silently mix incomparable trials.
+    if list(attrs["objectives"]) != list(settings.objectives):
+        raise SearchError(
+            f"study {settings.study!r} optimises {','.join(attrs['objectives'])}; "
+            f"resume it with the same --objectives or choose a new --study"
+        )
+    if attrs.get("limits") != settings.limits.to_dict():
+        raise SearchError(f"study {settings.study!r} was created with limits {attrs.get('limits')}; resume it with the same limits")
+    if attrs.get("space") != _space_dict(space):
+        raise SearchError(f"study {settings.study!r} was created with another search space; resume it with the same --space")
+    return study
+
+
+def _space_dict(space: SearchSpace) -> dict[str, Any]:
+    """The space as plain data, for the study's record and the resume check."""
+    def dim(d: Dimension) -> Any:
+        if isinstance(d, Fixed):
+            return d.value
+        if isinstance(d, Choice):
+            return {"choices": list(d.values)}
+        return {"low": d.low, "high": d.high, "step": d.step}
+
+    return {
+        "width": dim(space.width), "ratio": dim(space.ratio), "dw_size": dim(space.dw_size), "head": space.head,
+        "stages": [{"stride": s.stride, **{k: dim(getattr(s, k)) for k in ("depth", "kernel", "exp", "out", "se")}} for s in space.stages],
+    }
+
+
+def enqueue_baselines(study: optuna.Study, settings: SearchSettings, space: SearchSpace, num_classes: int) -> list[str]:
+    """Queue the reference family that fits the FLOPs/params limits, once per study."""
+    existing = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
+    queued = []
+    for name in reference_names():
+        if name in existing:
+            continue
+        config = reference(name, preset=settings.preset, num_classes=num_classes, input_size=settings.input_size)
+        try:
+            params = space.to_params(config)
+        except ConfigError as exc:
+            log.info("baseline %s is not in the search space (%s); skipped", name, exc)
+            continue
+        cost = count_cost(config)
+        if settings.limits.violation("flops", cost.flops) > 0 or settings.limits.violation("params", cost.params) > 0:
+            log.info("baseline %s breaks the limits (%s FLOPs, %s params); skipped", name, human(cost.flops), human(cost.params))
+            continue
+        study.enqueue_trial(params, user_attrs={"baseline": name}, skip_if_exists=True)
+        queued.append(name)
+    return queued
+
+
+# -- one worker -----------------------------------------------------------------------------------
+
+
+class _Worker:
+    def __init__(self, settings: SearchSettings, *, index: int = 0) -> None:
+        self.settings = settings
+        self.space = load_space(settings.space)
+        data = load_dataset(settings.dataset, data_root=settings.data_root, download=settings.download)
+        self.data = proxy_split(data, seed=settings.seed, val_fraction=settings.val_fraction, subset=settings.subset)
+        self.num_classes = len(data.classes)
+        train = {"device": settings.device, "seed": settings.seed}
+        if settings.epochs is not None:
+            train["epochs"] = settings.epochs
+        self.train_settings = TrainSettings(**train)
+        probe = None
+        if "latency_ms" in settings.objectives or settings.max_latency_ms is not None:
+            probe = LatencyProbe(settings=LatencySettings(device=settings.device, threads=settings.threads, backend=settings.latency_backend))
+        self.evaluator = Evaluator(probe=probe, data=self.data if "accuracy" in settings.objectives else None, train_settings=self.train_settings)
+        self.early_stopping = EarlyStopping(eta=settings.rung_ratio) if settings.early_stopping else None
+        self.study = create_or_load_study(settings, self.space, seed_offset=index)
+
+    # The objective Optuna calls; it releases the ask-lock as soon as the trial exists.
+    def objective(self, trial: Trial, *, lock: _AskLock) -> list[float]:
+        lock.release()
+        return self.run_trial(trial)
+
+    def run_trial(self, trial: Trial) -> list[float]:
+        settings = self.settings
+        trial.set_user_attr("worker", worker_identity())
+        for key in ("failed", "rejected", "stopped"):  # a retried trial inherits its parent's attrs
+            if key in trial.user_attrs:
+                trial.set_user_attr(key, None)
+        params = self.space.sample(partial(_suggest, trial))
+        try:
+            config = self.space.to_config(
+                params, preset=settings.preset, num_classes=self.num_classes, input_size=settings.input_size
+            )
+        except ConfigError as exc:
+            self._fail(trial, f"cannot build: {exc}")
+        trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("config_id", config.id)
+
+        epoch_accuracy: list[float] = []
+        stopped: list[str] = []
+
+        def on_epoch(epoch: int, accuracy: float) -> bool:
+            epoch_accuracy.append(float(accuracy))
+            trial.set_user_attr("epoch_accuracy", list(epoch_accuracy))
+            if self.early_stopping is None:
+                return True
+            reason = self.early_stopping.check(
+                epoch=epoch, epochs=self.train_settings.epochs, accuracy=accuracy,
+                flops=flops_seen[0], peers=self._peers(),
+            )
+            if reason:
+                stopped.append(reason)
+            return reason is None
+
+        flops_seen = [math.inf]
+
+        def gate(scores: dict[str, float]) -> str | None:
+            if "flops" in scores:
+                flops_seen[0] = scores["flops"]
+            return self._limit_reason(scores)
+
+        try:
+            evaluation = self.evaluator.evaluate(config, gate=gate, on_epoch=on_epoch)
+        except TrainingFailed as exc:
+            self._fail(trial, f"training failed: {exc.reason}")
+        except (torch.OutOfMemoryError, MemoryError):
+            self._fail(trial, "out of memory")
+
+        scores = evaluation.scores
+        trial.set_user_attr("scores", scores)
+        trial.set_user_attr("seconds", evaluation.seconds)
+        trial.set_user_attr("env", {**evaluation.env, "optuna": optuna.__version__})
+        if evaluation.latency is not None:
+            trial.set_user_attr("latency", evaluation.latency.to_dict())
+        if evaluation.training is not None:
+            trial.set_user_attr("training", dataclasses.asdict(evaluation.training))
+        if settings.limits.any:
+            for name in ("flops", "params", "latency_ms"):
+                trial.set_constraint(name, settings.limits.violation(name, scores[name]) if name in scores else 0.0)
+        if evaluation.rejected:
+            trial.set_user_attr("rejected", evaluation.rejected)
+        if stopped:
+            trial.set_user_attr("stopped", stopped[0])
+            raise optuna.TrialPruned(stopped[0])
+        values = [scores.get(name, UNMEASURED[name]) for name in settings.objectives]
+        if not all(math.isfinite(v) for v in values):
+            self._fail(trial, f"non-finite score {dict(zip(settings.objectives, values))}")
+        return values
+
+    def _limit_reason(self, scores: dict[str, float]) -> str | None:
+        limits = self.settings.limits
+        for name, limit in (("flops", limits.max_flops), ("params", limits.max_params), ("latency_ms", limits.max_latency_ms)):
+            if limit is not None and name in scores and scores[name] > limit:
+                unit = " ms" if name == "latency_ms" else ""
+                value, bound = (f"{scores[name]:.2f}", f"{limit:g}") if name == "latency_ms" else (human(scores[name]), human(limit))
+                return f"{name} {value}{unit} > max {bound}{unit}"
+        return None
+
+    def _peers(self) -> list[Peer]:
+        return [
+            Peer(flops=t.user_attrs.get("scores", {}).get("flops", math.inf), epoch_accuracy=t.user_attrs["epoch_accuracy"])
+            for t in self.study.get_trials(deepcopy=False, states=FINISHED)
+            if t.user_attrs.get("epoch_accuracy")
+        ]
+
+    @staticmethod
+    def _fail(trial: Trial, reason: str) -> None:
+        trial.set_user_attr("failed", reason)
+        log.warning("trial %d failed: %s", trial.number, reason)
+        raise _TrialFailed(reason)
+
+    def work(self, *, target: int, deadline: float | None, lock: _AskLock, progress: Progress | None = None) -> bool:
+        """Run trials until the study has ``target`` finished ones; False if stopped by the deadline."""
+        failures = 0
+        while True:
+            lock.acquire()
+            try:
+                fail_dead_local_trials(self.study)
+                fail_stale_trials(self.study)
+                trials = self.study.get_trials(deepcopy=False)
+                finished = sum(t.state in FINISHED for t in trials)
+                running = sum(t.state == TrialState.RUNNING for t in trials)
+                if progress:
+                    progress.update(trials, self.study)
+                if finished >= target:
+                    return True
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                if finished + running >= target:  # the last ones run elsewhere: wait, they may fail
+                    lock.release()
+                    time.sleep(1.0)
+                    continue
+                before = len(trials)
+                self.study.optimize(
+                    partial(self.objective, lock=lock), n_trials=1, catch=(_TrialFailed,), gc_after_trial=False
+                )
+            finally:
+                lock.release()
+            last = self.study.get_trials(deepcopy=False)[before:]
+            mine = [t for t in last if (t.user_attrs.get("worker") or {}).get("pid") == worker_identity()["pid"]]
+            if mine and mine[-1].state == TrialState.FAIL:
+                failures += 1
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    raise SearchError(f"{failures} trials in a row failed; the last: {mine[-1].user_attrs.get('failed')}")
+            else:
+                failures = 0
+
+
+class _AskLock:
+    """An exclusive file lock, held from the count check until the next trial exists.
+
+    Re-entrant release is a no-op, so the objective and the loop can both release it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a")  # noqa: SIM115 - held across calls on purpose
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self.file is not None:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+            self.file = None
+
+
+# -- the whole search -----------------------------------------------------------------------------
+
+
+def _suggest(trial: Trial, name: str, dim: Dimension) -> Any:
+    if isinstance(dim, Choice):
+        return trial.suggest_categorical(name, list(dim.values))
+    if isinstance(dim, IntRange):
+        return trial.suggest_int(name, dim.low, dim.high, step=dim.step)
+    raise TypeError(f"fixed dimension {name} is not sampled")
+
+
+def _worker_main(settings: SearchSettings, index: int, target: int, deadline_in: float | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops workers; Ctrl-C reaches it
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    _configure_worker_logging()
+    deadline = time.monotonic() + deadline_in if deadline_in is not None else None
+    worker = _Worker(settings, index=index)
+    with contextlib.suppress(KeyboardInterrupt):
+        worker.work(target=target, deadline=deadline, lock=_AskLock(settings.out_dir / ".ask.lock"))
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _configure_worker_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(processName)s %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def run_search(settings: SearchSettings) -> SearchSummary:
+    """Run (or resume) the study in ``settings`` until it has ``settings.trials`` finished trials."""
+    start = time.monotonic()
+    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # we log trial outcomes ourselves, one line each
+    worker = _Worker(settings)
+    if settings.baselines:
+        queued = enqueue_baselines(worker.study, settings, worker.space, worker.num_classes)
+        if queued:
+            log.info("queued baselines: %s", ", ".join(queued))
+    settings.save(settings.out_dir / "search.yaml")
+    deadline = start + settings.timeout if settings.timeout is not None else None
+    progress = Progress(total=settings.trials, objectives=settings.objectives, limits=settings.limits, enabled=settings.progress)
+    interrupted = False
+    lock = _AskLock(settings.out_dir / ".ask.lock")
+    try:
+        if settings.workers == 1:
+            completed = worker.work(target=settings.trials, deadline=deadline, lock=lock, progress=progress)
+        else:
+            completed = _run_workers(settings, worker, deadline, progress)
+    except KeyboardInterrupt:
+        interrupted, completed = True, False
+        log.warning("interrupted: the running trial was marked failed; run the same command to resume")
+    finally:
+        lock.release()
+        progress.update(worker.study.get_trials(deepcopy=False), worker.study)
+        progress.close()
+    trials = worker.study.get_trials(deepcopy=False)
+    return SearchSummary(
+        study_name=settings.study,
+        storage=settings.storage_url,
+        finished=sum(t.state in FINISHED for t in trials),
+        failed=sum(t.state == TrialState.FAIL for t in trials),
+        interrupted=interrupted,
+        timed_out=not completed and not interrupted,
+        seconds=time.monotonic() - start,
+    )
+
+
+def _run_workers(settings: SearchSettings, worker: _Worker, deadline: float | None, progress: Progress) -> bool:
+    """Spawn ``settings.workers`` processes on the study; the parent only watches and reports."""
+    context = multiprocessing.get_context("spawn")  # fork would share torch's thread pools
+    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+    procs = [
+        context.Process(target=_worker_main, args=(settings, i, settings.trials, remaining), name=f"worker-{i}")
+        for i in range(settings.workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            progress.update(worker.study.get_trials(deepcopy=False), worker.study)
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()  # SIGTERM: each worker marks its running trial failed and exits
+        for p in procs:
+            p.join()
+        raise
+    finished = sum(t.state in FINISHED for t in worker.study.get_trials(deepcopy=False))
+    return finished >= settings.trials

@@ -1,0 +1,173 @@
+"""Where studies live: SQLite under runs/ by default, an Optuna journal file, or any RDB URL.
+
+Storage URLs:
+
+* ``sqlite:///path/study.db`` (the default, one file under ``runs/<study>/``): several worker
+  processes on one machine.
+* ``journal:path/study.log`` or any path ending in ``.log``/``.jsonl``: Optuna's journal file
+  storage, the most robust choice for many processes on one machine (NFS-safe locks).
+* ``postgresql://user:pass@host/db`` (any SQLAlchemy URL): several machines.
+
+RDB storages run heartbeats, so a trial whose worker died is failed and retried by Optuna.
+Journal storage has no heartbeats; for it, and to recover at once instead of after the grace
+period, a restarted search also fails the RUNNING trials of dead worker processes on this host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from search._objectives import SearchError
+
+__all__ = ["HEARTBEAT_SECONDS", "fail_dead_local_trials", "fail_stale_trials", "mask_url", "open_storage", "worker_identity"]
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 10
+# How many times a trial whose worker died is run again before it stays failed.
+MAX_RETRY = 3
+with warnings.catch_warnings():  # "experimental since v2.8": stable in practice, and the only retry hook
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    RETRY = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+
+
+def default_storage_url(out_dir: Path) -> str:
+    return f"sqlite:///{out_dir / 'study.db'}"
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, for logs, errors and saved settings."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, _, host = rest.rpartition("@")
+    if ":" in credentials:
+        credentials = credentials.split(":", 1)[0] + ":***"
+    return f"{scheme}://{credentials}@{host}"
+
+
+def _journal_path(url: str) -> Path | None:
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:").removeprefix("//"))
+    if "://" not in url and url.endswith((".log", ".jsonl")):
+        return Path(url)
+    return None
+
+
+def open_storage(url: str, *, must_exist: bool = False) -> BaseStorage:
+    """An Optuna storage for ``url``; SearchError (one line, no password) if it cannot be opened.
+
+    ``must_exist`` refuses to create a new SQLite or journal file (for show/export/plot).
+    """
+    journal = _journal_path(url)
+    if journal is not None:
+        if must_exist and not journal.is_file():
+            raise SearchError(f"no journal storage at {journal}")
+        _ensure_parent(journal)
+        try:
+            return JournalStorage(JournalFileBackend(str(journal)))
+        except (OSError, ValueError) as exc:
+            raise SearchError(f"cannot open journal storage {journal}: {exc}") from None
+    if "://" not in url:
+        raise SearchError(
+            f"storage {mask_url(url)!r} is not a URL: use sqlite:///FILE, journal:FILE or postgresql://..."
+        )
+    engine_kwargs: dict[str, object] = {}
+    if url.startswith("sqlite:"):
+        path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+        if path is None or str(path) in ("", ":memory:"):
+            raise SearchError(f"storage {url!r}: give SQLite a file, sqlite:///path/study.db")
+        if must_exist and not path.is_file():
+            raise SearchError(f"no SQLite storage at {path}")
+        _ensure_parent(path)
+        # Workers writing at once wait for the file lock instead of failing with
+        # "database is locked" (SQLite's default wait is 5 s; a trial's bookkeeping can take longer).
+        engine_kwargs["connect_args"] = {"timeout": 120}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        with warnings.catch_warnings():  # heartbeat_interval is "experimental" since v2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=6 * HEARTBEAT_SECONDS,
+                heartbeat_stale_trial_callback=RETRY,
+            )
+    except ImportError as exc:
+        raise SearchError(f"storage {mask_url(url)}: missing database driver ({exc.name or exc}); for PostgreSQL: pip install 'ghostnas[postgres]'") from None
+    except Exception as exc:  # SQLAlchemy raises many kinds: bad URL, refused connection, auth
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SearchError(f"cannot open storage {mask_url(url)}: {_scrub(first, url)}") from None
+
+
+def _scrub(message: str, url: str) -> str:
+    """Driver messages can echo the URL; never let a password through."""
+    if "://" in url and "@" in url:
+        credentials = url.split("://", 1)[1].rpartition("@")[0]
+        if ":" in credentials:
+            message = message.replace(credentials.split(":", 1)[1], "***")
+    return message
+
+
+def _ensure_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SearchError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise SearchError(f"{path.parent} is not writable")
+
+
+def worker_identity() -> dict[str, object]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's heartbeat check (RDB storages), without its "experimental" warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def fail_dead_local_trials(study: optuna.Study) -> list[int]:
+    """Fail RUNNING trials whose worker process on this host is gone, and queue their retries.
+
+    Returns the failed trial numbers. Other hosts' trials are left to the RDB heartbeat.
+    """
+    host, failed = socket.gethostname(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker") or {}
+        if worker.get("host") != host or not isinstance(worker.get("pid"), int) or _pid_alive(worker["pid"]):
+            continue
+        storage = study._storage  # the public Study API cannot fail another process's trial
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "failed", f"worker process {worker['pid']} died")
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process got there first
+        RETRY(study, storage.get_trial(trial._trial_id))
+        failed.append(trial.number)
+        log.warning("trial %d: worker process %d died; failed it and queued a retry", trial.number, worker["pid"])
+    return failed
