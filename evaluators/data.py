@@ -35,7 +35,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -178,11 +178,11 @@ def _load_torchvision(name: str, root: Path, *, download: bool) -> ImageSet:
     reader = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST}[name]
     try:
         dataset = reader(str(root), train=True, download=download)
-    except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
+    except RuntimeError:  # torchvision's "Dataset not found or corrupted"
         hint = "" if download else " (pass --download to fetch it, or --data-root to point at it)"
-        raise DataError(f"{name} not found under {root}{hint}: {exc}") from None
+        raise DataError(f"{name} not found or damaged under {root}{hint}") from None
     except OSError as exc:  # a failed download or an unreadable root
-        raise DataError(f"cannot read or download {name} into {root}: {exc}") from None
+        raise DataError(f"cannot read or download {name} into {root}: {_one_line(exc)}") from None
     data = torch.as_tensor(np.asarray(dataset.data))
     # CIFAR arrays are (N, H, W, 3); MNIST-like ones are grey (N, H, W).
     images = data.permute(0, 3, 1, 2) if data.dim() == 4 else data[:, None].expand(-1, 3, -1, -1)
@@ -228,13 +228,13 @@ def _load_archive(path: Path, *, image_size: int | None, cache: Path | None) -> 
     blobs: dict[tuple[str, ...], bytes] = {}
     t = time.perf_counter()
     try:
-        with tarfile.open(path, "r:*") as archive:
+        with tarfile.open(path, "r:" if path.name.lower().endswith(".tar") else "r:gz") as archive:
             for member in archive:
                 parts = PurePosixPath(member.name).parts
                 if member.isfile() and not any(p.startswith(".") for p in parts):
                     blobs[parts] = archive.extractfile(member).read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise DataError(f"{path} is not a readable tar archive: {exc}") from None
+        raise DataError(f"{path} is not a readable tar archive: {_one_line(exc)}") from None
     log.info("read %d files from %s in %.1f s", len(blobs), path, time.perf_counter() - t)
     classes, members = _index(list(blobs), where=str(path), class_dirs=None)
     entries = [(f"{path}:{'/'.join(parts)}", _bytes_opener(blobs[parts])) for parts, _ in members]
@@ -244,6 +244,11 @@ def _load_archive(path: Path, *, image_size: int | None, cache: Path | None) -> 
 
 def _bytes_opener(blob: bytes) -> Callable[[], BinaryIO]:
     return lambda: io.BytesIO(blob)
+
+
+def _one_line(exc: BaseException) -> str:
+    """A library's message on one line (tarfile and torchvision write several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _is_image(name: str) -> bool:
@@ -382,8 +387,10 @@ def _image_size(where: str, opener: Callable[[], BinaryIO]) -> tuple[int, int]:
     try:
         with opener() as fp, Image.open(fp) as image:
             return image.size
+    except UnidentifiedImageError:  # its message is the repr of our file object: say it plainly
+        raise DataError(f"cannot read image {where}: not in a format PIL can identify") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {where}: {exc}") from None
+        raise DataError(f"cannot read image {where}: {_one_line(exc)}") from None
 
 
 def _decode(where: str, opener: Callable[[], BinaryIO], target: tuple[int, int] | None) -> np.ndarray:
@@ -393,7 +400,7 @@ def _decode(where: str, opener: Callable[[], BinaryIO], target: tuple[int, int] 
                 image.draft("RGB", target)  # JPEG: decode at a reduced scale still >= target
             rgb = image.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot decode image {where}: {exc}") from None
+        raise DataError(f"cannot decode image {where}: {_one_line(exc)}") from None
     if target is not None and rgb.size != target:
         rgb = _fit(rgb, target[0])
     return np.asarray(rgb)

@@ -174,6 +174,11 @@ class _Run:
         self.batch_size = min(settings.batch_size, len(train))
         # Whole batches only: a last batch of one image would break BatchNorm's batch statistics.
         self.steps_per_epoch = len(train) // self.batch_size
+        # The same plain (unaugmented: the validation images' distribution) training batches for
+        # every recalibration, drawn apart from the training order, so that evaluating after
+        # each epoch for a callback leaves the training run itself exactly as it is without one.
+        count = min(settings.bn_batches, self.steps_per_epoch) * self.batch_size
+        self.bn_index = torch.randperm(len(train), generator=torch.Generator().manual_seed(settings.seed))[:count].to(device)
         self.seconds["data"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -280,10 +285,8 @@ class _Run:
     def _evaluate(self) -> float:
         if self.settings.adaptive_bn:
             t = time.perf_counter()
-            # Plain (unaugmented) training images: the distribution the validation images have.
-            order = torch.randperm(len(self.train_labels), generator=self.generator).to(self.device)
-            count = min(self.settings.bn_batches, self.steps_per_epoch)
-            batches = (self._inputs(self.train_images[order[i * self.batch_size : (i + 1) * self.batch_size]]) for i in range(count))
+            index = self.bn_index
+            batches = (self._inputs(self.train_images[index[i : i + self.batch_size]]) for i in range(0, len(index), self.batch_size))
             with self.autocast:
                 recalibrate_bn(self.model, batches)
             self.seconds["bn_recalibration"] += time.perf_counter() - t
