@@ -111,7 +111,11 @@ def markdown(report: dict[str, Any]) -> str:
             f"| `{metric}` | {f['spearman']:.3f} | {f['kendall']:.3f} | {f['median_rel_diff']:.1%} "
             f"| {f['max_rel_diff']:.1%} | {f['range']:.2f} |"
         )
-    lines += ["", "| pass | wall s | mean s per probe | unstable probes | load avg (1 min) before -> after |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| pass | wall s | mean s per probe | unstable probes | load avg (1 min) before -> after |",
+        "|---|---|---|---|---|",
+    ]
     for p in report["passes"]:
         seconds = [r["seconds"] for r in p["results"]]
         unstable = sum(r["unstable"] for r in p["results"])
@@ -138,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     if args.worker:
-        run_worker(configs_path=args.worker[0], out_path=args.worker[1], settings=json.loads(args.settings), pass_index=args.pass_index)
+        configs_path, out_path = args.worker
+        settings = json.loads(args.settings)
+        run_worker(configs_path=configs_path, out_path=out_path, settings=settings, pass_index=args.pass_index)
         return 0
 
     settings = {name: getattr(args, name) for name in TUNABLE if getattr(args, name) is not None}

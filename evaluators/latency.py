@@ -7,8 +7,9 @@ beside the absolute median, and it survives slow load changes that move both ali
 
 Models run in ``eval()`` mode under ``torch.inference_mode()``. CPU timings use a fixed, recorded
 thread count (default 1), flush-denormal, and one memory format chosen once per machine by timing
-NCHW against channels_last on the reference model (cached on disk). CUDA timings use ``cudnn.benchmark`` and CUDA events around each run. The optional
-``onnxruntime`` backend exports the model to ONNX and times an ``InferenceSession`` instead.
+NCHW against channels_last on the reference model (cached on disk). CUDA timings use
+``cudnn.benchmark`` and CUDA events around each run. The optional ``onnxruntime`` backend exports
+the model to ONNX and times an ``InferenceSession`` instead.
 """
 
 from __future__ import annotations
@@ -279,13 +280,15 @@ class LatencyProbe:
     def _choose_format(self, config: GhostNetConfig, size: int, key: str) -> str:
         ref = self._reference_config(config, size)
         runners = [self._runner(ref, size, "nchw"), self._runner(ref, size, "channels_last")]
-        nchw, channels_last = (float(np.median(t)) for t in _time_interleaved(runners, timer=self._timer, settings=self.settings))
-        choice = "channels_last" if channels_last < nchw else "nchw"
-        log.info("latency memory format for %s: %s (nchw %.3f ms, channels_last %.3f ms)", key, choice, nchw, channels_last)
+        nchw, channels_last = _time_interleaved(runners, timer=self._timer, settings=self.settings)
+        ratio = float(np.median(np.divide(channels_last, nchw)))  # paired, as in measure()
+        choice = "channels_last" if ratio < 1 else "nchw"
+        log.info("latency memory format for %s: %s (channels_last/nchw %.3f)", key, choice, ratio)
         entry = {
             "memory_format": choice,
-            "nchw_ms": nchw,
-            "channels_last_ms": channels_last,
+            "nchw_ms": float(np.median(nchw)),
+            "channels_last_ms": float(np.median(channels_last)),
+            "channels_last_ratio": ratio,
             "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         self._write_format_cache(key, entry)
@@ -325,7 +328,10 @@ class LatencyProbe:
 # -- timing and statistics --------------------------------------------------------------------
 
 
-def _time_interleaved(runners: Sequence[Runner], *, timer: Callable[[Runner], float], settings: LatencySettings) -> list[list[float]]:
+Timer = Callable[[Runner], float]
+
+
+def _time_interleaved(runners: Sequence[Runner], *, timer: Timer, settings: LatencySettings) -> list[list[float]]:
     """Per-runner times (ms): warm-up discarded, then rounds of one run each until stable or capped."""
     with torch.inference_mode():
         for _ in range(settings.warmup):
@@ -334,7 +340,7 @@ def _time_interleaved(runners: Sequence[Runner], *, timer: Callable[[Runner], fl
         return _timed_rounds(runners, timer=timer, settings=settings)
 
 
-def _timed_rounds(runners: Sequence[Runner], *, timer: Callable[[Runner], float], settings: LatencySettings) -> list[list[float]]:
+def _timed_rounds(runners: Sequence[Runner], *, timer: Timer, settings: LatencySettings) -> list[list[float]]:
     times: list[list[float]] = [[] for _ in runners]
     started = time.perf_counter()
     while True:
