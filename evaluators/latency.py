@@ -67,9 +67,9 @@ class LatencySettings:
     input_size: int | None = None
     # Only the first forward pass after a build is slow (allocator, oneDNN primitive creation).
     warmup: int = 3
-    # Ten pairs is enough on a quiet machine (spread < 5% after ~0.3 s); under load timing runs
-    # to the cap, and 2 s of pairs (~25-60 per model) gives a reference ratio within ~4-5%
-    # between processes. See docs/BENCHMARKS.md, "Latency probe".
+    # In calm moments the spread falls below 5% by ten pairs (a probe then takes under 1 s);
+    # under load timing runs to the cap, where 2 s (~35 pairs of cifar models) kept the reference
+    # ratio within 2-6% between processes. See docs/BENCHMARKS.md, "Latency probe".
     min_runs: int = 10
     max_runs: int = 200
     max_seconds: float = 2.0
