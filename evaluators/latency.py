@@ -153,7 +153,9 @@ class LatencyProbe:
     def measure(self, config: GhostNetConfig) -> LatencyResult:
         """Time ``config``'s forward pass (interleaved with the reference model's)."""
         s = self.settings
-        size = s.input_size or config.input_size
+        if s.input_size is not None:
+            config = config.replace(input_size=s.input_size)  # validated: too small is a ConfigError
+        size = config.input_size
         with self._timing_context():
             fmt = self._memory_format(config, size)
             runners = [self._runner(config, size, fmt)]
