@@ -64,7 +64,7 @@ def _split(frame: pd.DataFrame, axes: list[str]) -> dict[str, pd.DataFrame]:
 
 def _tradeoff_data(frame: pd.DataFrame, *, x: str) -> dict[str, Any]:
     parts = _split(frame, ["accuracy", x])
-    parts["front"] = parts["front"].sort_values(x)
+    parts["front"] = parts["front"].sort_values([x, "number"])  # along the x axis, for the line
     parts["hidden"] = int(len(frame) - len(scored(frame, ["accuracy", x])))
     return parts
 
