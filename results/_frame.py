@@ -68,7 +68,7 @@ def _open_storage(storage: str | BaseStorage) -> BaseStorage:
         return JournalStorage(JournalFileBackend(storage))
     if storage.startswith("sqlite:///"):
         # RDBStorage would create an empty database here; reading must not.
-        path = storage[len("sqlite:///") :]
+        path = storage[len("sqlite:///") :].split("?", 1)[0]  # without ?timeout=... options
         if not Path(path).is_file():
             raise ResultsError(f"cannot open storage {_redact(storage)}: no such SQLite file {path}")
     return optuna.storages.RDBStorage(storage)
