@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 import torch
 from optuna.trial import Trial, TrialState
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from evaluators.data import load_dataset, proxy_split
 from evaluators.evaluate import Evaluator
@@ -37,7 +38,7 @@ from search._progress import Progress
 from search._settings import SearchSettings
 from search._storage import fail_dead_local_trials, fail_stale_trials, open_storage, worker_identity
 from search._samplers import make_sampler
-from spaces import Choice, ConfigError, Dimension, Fixed, IntRange, SearchSpace, load_space, reference, reference_names
+from spaces import PRESETS, Choice, ConfigError, Dimension, Fixed, IntRange, SearchSpace, load_space, reference, reference_names
 
 __all__ = ["SearchSummary", "create_or_load_study", "run_search"]
 
@@ -113,14 +114,22 @@ def _space_dict(space: SearchSpace) -> dict[str, Any]:
     }
 
 
-def enqueue_baselines(study: optuna.Study, settings: SearchSettings, space: SearchSpace, num_classes: int) -> list[str]:
+def default_input_size(preset: str, *, native: int) -> int:
+    """The preset's input size, but no larger than the images need: upsampling 8x8 digits to
+    32x32 would cost 16x the compute for no information (a multiple of 8, at least 16)."""
+    return min(PRESETS[preset]["input_size"], max(16, -(-native // 8) * 8))
+
+
+def enqueue_baselines(
+    study: optuna.Study, settings: SearchSettings, space: SearchSpace, *, num_classes: int, input_size: int
+) -> list[str]:
     """Queue the reference family that fits the FLOPs/params limits, once per study."""
     existing = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
     queued = []
     for name in reference_names():
         if name in existing:
             continue
-        config = reference(name, preset=settings.preset, num_classes=num_classes, input_size=settings.input_size)
+        config = reference(name, preset=settings.preset, num_classes=num_classes, input_size=input_size)
         try:
             params = space.to_params(config)
         except ConfigError as exc:
@@ -145,6 +154,7 @@ class _Worker:
         data = load_dataset(settings.dataset, data_root=settings.data_root, download=settings.download)
         self.data = proxy_split(data, seed=settings.seed, val_fraction=settings.val_fraction, subset=settings.subset)
         self.num_classes = len(data.classes)
+        self.input_size = settings.input_size or default_input_size(settings.preset, native=data.images.shape[-1])
         train = {"device": settings.device, "seed": settings.seed}
         if settings.epochs is not None:
             train["epochs"] = settings.epochs
@@ -170,7 +180,7 @@ class _Worker:
         params = self.space.sample(partial(_suggest, trial))
         try:
             config = self.space.to_config(
-                params, preset=settings.preset, num_classes=self.num_classes, input_size=settings.input_size
+                params, preset=settings.preset, num_classes=self.num_classes, input_size=self.input_size
             )
         except ConfigError as exc:
             self._fail(trial, f"cannot build: {exc}")
@@ -346,7 +356,7 @@ def run_search(settings: SearchSettings) -> SearchSummary:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we log trial outcomes ourselves, one line each
     worker = _Worker(settings)
     if settings.baselines:
-        queued = enqueue_baselines(worker.study, settings, worker.space, worker.num_classes)
+        queued = enqueue_baselines(worker.study, settings, worker.space, num_classes=worker.num_classes, input_size=worker.input_size)
         if queued:
             log.info("queued baselines: %s", ", ".join(queued))
     settings.save(settings.out_dir / "search.yaml")
@@ -354,18 +364,20 @@ def run_search(settings: SearchSettings) -> SearchSummary:
     progress = Progress(total=settings.trials, objectives=settings.objectives, limits=settings.limits, enabled=settings.progress)
     interrupted = False
     lock = _AskLock(settings.out_dir / ".ask.lock")
-    try:
-        if settings.workers == 1:
-            completed = worker.work(target=settings.trials, deadline=deadline, lock=lock, progress=progress)
-        else:
-            completed = _run_workers(settings, worker, deadline, progress)
-    except KeyboardInterrupt:
-        interrupted, completed = True, False
-        log.warning("interrupted: the running trial was marked failed; run the same command to resume")
-    finally:
-        lock.release()
-        progress.update(worker.study.get_trials(deepcopy=False), worker.study)
-        progress.close()
+    # Log lines go above the bar instead of through it.
+    with logging_redirect_tqdm() if settings.progress else contextlib.nullcontext():
+        try:
+            if settings.workers == 1:
+                completed = worker.work(target=settings.trials, deadline=deadline, lock=lock, progress=progress)
+            else:
+                completed = _run_workers(settings, worker, deadline, progress)
+        except KeyboardInterrupt:
+            interrupted, completed = True, False
+            log.warning("interrupted: the running trial was marked failed; run the same command to resume")
+        finally:
+            lock.release()
+            progress.update(worker.study.get_trials(deepcopy=False), worker.study)
+            progress.close()
     trials = worker.study.get_trials(deepcopy=False)
     return SearchSummary(
         study_name=settings.study,

@@ -1,0 +1,127 @@
+"""Real searches on digits with tiny networks: each trial trains a real model for one epoch."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import SearchError, SearchSettings, create_or_load_study, run_search
+from search._search import enqueue_baselines
+from spaces import load_space, reference
+
+
+def settings(tiny_space, tmp_path, **overrides) -> SearchSettings:
+    values = dict(
+        study="t", out=tmp_path / "run", space=tiny_space, subset=300, epochs=1, input_size=16,
+        baselines=False, progress=False, trials=3,
+    )
+    return SearchSettings(**(values | overrides))
+
+
+def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "nsga3", "gp", "random"])
+def test_each_sampler_runs_a_real_search(tiny_space, tmp_path, sampler):
+    s = settings(tiny_space, tmp_path, sampler=sampler, early_stopping=False)
+    summary = run_search(s)
+    assert (summary.finished, summary.failed, summary.interrupted) == (3, 0, False)
+    study = optuna.load_study(study_name="t", storage=s.storage_url)
+    assert study.user_attrs["objectives"] == ["accuracy", "latency_ms", "flops"]
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2]
+    space = load_space(tiny_space)
+    for t in trials:
+        assert t.state == TrialState.COMPLETE
+        scores = t.user_attrs["scores"]
+        assert t.values == [scores["accuracy"], scores["latency_ms"], scores["flops"]]
+        assert 0.0 <= scores["accuracy"] <= 1.0 and scores["latency_ms"] > 0 and scores["flops"] > 1e5
+        assert t.user_attrs["config"]["input_size"] == 16 and t.user_attrs["config"]["num_classes"] == 10
+        assert space.to_params(space.to_config(t.params, preset="cifar", input_size=16, num_classes=10)) == t.params
+        assert set(t.user_attrs["seconds"]) >= {"flops", "latency", "train", "total"}
+        assert t.user_attrs["latency"]["runs"] >= 5 and t.user_attrs["env"]["optuna"] == optuna.__version__
+        assert len(t.user_attrs["epoch_accuracy"]) == 1
+    assert (tmp_path / "run" / "search.yaml").is_file()
+
+
+def test_resume_tops_up_to_the_target_instead_of_adding(tiny_space, tmp_path):
+    run_search(settings(tiny_space, tmp_path, trials=2, objectives=("accuracy", "flops")))
+    summary = run_search(settings(tiny_space, tmp_path, trials=3, objectives=("accuracy", "flops")))
+    assert summary.finished == 3
+    study = optuna.load_study(study_name="t", storage=settings(tiny_space, tmp_path).storage_url)
+    assert [t.number for t in study.get_trials()] == [0, 1, 2]
+    again = run_search(settings(tiny_space, tmp_path, trials=3, objectives=("accuracy", "flops")))
+    assert again.finished == 3 and len(study.get_trials()) == 3
+
+
+def test_resume_with_other_objectives_or_limits_is_refused(tiny_space, tmp_path):
+    run_search(settings(tiny_space, tmp_path, trials=1, objectives=("accuracy", "flops")))
+    with pytest.raises(SearchError, match="optimises accuracy,flops"):
+        run_search(settings(tiny_space, tmp_path, trials=2, objectives=("accuracy", "params")))
+    with pytest.raises(SearchError, match="created with limits"):
+        run_search(settings(tiny_space, tmp_path, trials=2, objectives=("accuracy", "flops"), max_flops="1M"))
+    study = optuna.load_study(study_name="t", storage=settings(tiny_space, tmp_path).storage_url)
+    assert len(study.get_trials()) == 1
+
+
+def test_limits_reject_before_timing_or_training(tiny_space, tmp_path):
+    s = settings(tiny_space, tmp_path, trials=2, max_flops="0.5M", max_params="10M")
+    run_search(s)
+    study = optuna.load_study(study_name="t", storage=s.storage_url)
+    for t in study.get_trials():
+        assert t.state == TrialState.COMPLETE
+        assert t.user_attrs["rejected"].startswith("flops ") and "> max 500.0K" in t.user_attrs["rejected"]
+        assert "latency" not in t.user_attrs and "training" not in t.user_attrs
+        assert t.constraints["flops"] == pytest.approx(t.user_attrs["scores"]["flops"] / 5e5 - 1)
+        assert t.constraints["flops"] > 0 and t.constraints["params"] <= 0 and t.constraints["latency_ms"] == 0
+        assert t.values[0] == 0.0 and t.values[1] == 1e12  # never measured: the worst values
+    assert study.best_trials == []  # no feasible trial, so no front
+
+
+def test_latency_limit_rejects_before_training(tiny_space, tmp_path):
+    s = settings(tiny_space, tmp_path, trials=1, max_latency_ms=1e-6)
+    run_search(s)
+    (t,) = optuna.load_study(study_name="t", storage=s.storage_url).get_trials()
+    assert t.user_attrs["rejected"].startswith("latency_ms") and "latency" in t.user_attrs
+    assert "training" not in t.user_attrs and t.constraints["latency_ms"] > 0
+
+
+def test_baselines_are_enqueued_once_and_run_first(tmp_path):
+    s = SearchSettings(study="b", out=tmp_path, trials=1, subset=300, epochs=1, input_size=16, progress=False, max_flops="4M")
+    space = load_space()
+    study = create_or_load_study(s, space)
+    queued = enqueue_baselines(study, s, space, num_classes=10, input_size=16)
+    assert queued and queued[0] == "ghostnet-0.35x" and "ghostnet-1.3x" not in queued  # 1.3x breaks 4M FLOPs
+    assert enqueue_baselines(study, s, space, num_classes=10, input_size=16) == []
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs["baseline"] for t in waiting] == queued
+    assert waiting[0].system_attrs["fixed_params"] == space.to_params(reference("ghostnet-0.35x"))
+    run_search(s)
+    (first,) = finished(study)
+    assert first.user_attrs["baseline"] == "ghostnet-0.35x"
+    assert first.user_attrs["config_id"] == reference("ghostnet-0.35x", preset="cifar", input_size=16).id
+
+
+def test_timeout_stops_after_the_running_trial(tiny_space, tmp_path):
+    summary = run_search(settings(tiny_space, tmp_path, trials=50, timeout=0.5, objectives=("accuracy", "flops")))
+    assert summary.timed_out and not summary.interrupted
+    assert summary.finished == 1
+
+
+def test_early_stopping_prunes_and_records_why(tiny_space, tmp_path):
+    # Rungs at epochs 1 and 2 of 3; ratio 1.5 keeps the top 2/3 of the peers at each.
+    s = settings(tiny_space, tmp_path, trials=8, epochs=3, subset=600, rung_ratio=1.5, objectives=("accuracy", "flops"))
+    run_search(s)
+    study = optuna.load_study(study_name="t", storage=s.storage_url)
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert len(finished(study)) == 8 and len(pruned) >= 1
+    for t in pruned:
+        epoch = len(t.user_attrs["epoch_accuracy"])
+        assert epoch in (1, 2) and t.user_attrs["stopped"].startswith(f"epoch {epoch}: accuracy")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert all(len(t.user_attrs["epoch_accuracy"]) == 3 for t in complete)
+    assert not math.isnan(sum(t.values[0] for t in complete))

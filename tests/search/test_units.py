@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pytest
+
+from search import EarlyStopping, Limits, Peer, SearchError, SearchSettings, mask_url, parse_count, parse_objectives
+
+
+@pytest.mark.parametrize(("text", "value"), [("100M", 1e8), ("2.5M", 2.5e6), ("20", 20.0), ("800k", 8e5), ("1G", 1e9), (3, 3.0)])
+def test_parse_count(text, value):
+    assert parse_count(text, name="--max-flops") == value
+
+
+@pytest.mark.parametrize("text", ["10Q", "", "M", "-5", "0", "1e999", "nan"])
+def test_parse_count_rejects(text):
+    with pytest.raises(SearchError, match="--max-flops"):
+        parse_count(text, name="--max-flops")
+
+
+def test_parse_objectives():
+    assert parse_objectives("accuracy,latency_ms") == ("accuracy", "latency_ms")
+    with pytest.raises(SearchError, match="unknown objective speed"):
+        parse_objectives("accuracy,speed")
+    with pytest.raises(SearchError, match="repeat"):
+        parse_objectives("flops,flops")
+
+
+def test_limits_violation_is_relative():
+    limits = Limits(max_flops=100e6)
+    assert limits.violation("flops", 150e6) == pytest.approx(0.5)
+    assert limits.violation("flops", 50e6) == pytest.approx(-0.5)
+    assert limits.violation("params", 1e9) == 0.0  # no limit: always feasible
+
+
+def test_early_stopping_rungs_and_bands():
+    es = EarlyStopping(eta=3)
+    assert es.rungs(5) == [1, 3] and es.rungs(1) == [] and es.rungs(10) == [1, 3, 9]
+    peers = [Peer(flops=10e6, epoch_accuracy=[a, a]) for a in (0.2, 0.4, 0.6, 0.8)]
+    # top third of [0.2, 0.4, 0.6, 0.8] starts at the 2/3 quantile = 0.6
+    assert es.check(epoch=1, epochs=5, accuracy=0.5, flops=12e6, peers=peers).startswith("epoch 1: accuracy 0.500 below")
+    assert es.check(epoch=1, epochs=5, accuracy=0.7, flops=12e6, peers=peers) is None
+    assert es.check(epoch=2, epochs=5, accuracy=0.0, flops=12e6, peers=peers) is None  # not a rung
+    assert es.check(epoch=1, epochs=5, accuracy=0.0, flops=50e6, peers=peers) is None  # no peers within 2x FLOPs
+    assert es.check(epoch=1, epochs=5, accuracy=0.0, flops=12e6, peers=peers[:2]) is None  # too few peers
+    with pytest.raises(SearchError):
+        EarlyStopping(eta=1)
+
+
+def test_mask_url_hides_passwords():
+    assert mask_url("postgresql://user:s3cret@db:5432/nas") == "postgresql://user:***@db:5432/nas"
+    assert mask_url("sqlite:///runs/x/study.db") == "sqlite:///runs/x/study.db"
+    s = SearchSettings(storage="postgresql://user:s3cret@db/nas")
+    assert "s3cret" not in str(s.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"trials": 0}, "--trials must be a positive integer"),
+        ({"workers": -1}, "--workers must be a positive integer"),
+        ({"sampler": "cmaes"}, "unknown sampler"),
+        ({"objectives": "accuracy,speed"}, "unknown objective"),
+        ({"max_flops": "10Q"}, "--max-flops must be a number"),
+        ({"study": "../x"}, "study name"),
+        ({"timeout": -1}, "--timeout"),
+        ({"val_fraction": 1.5}, "--val-fraction"),
+    ],
+)
+def test_bad_settings(values, message):
+    with pytest.raises(SearchError, match=message):
+        SearchSettings(**values)
+
+
+def test_config_file_settings(tmp_path):
+    path = tmp_path / "search.yaml"
+    path.write_text("trials: 5\nmax-flops: 100M\nsampler: nsga2\n")
+    assert SearchSettings.from_file(path) == {"trials": 5, "max_flops": "100M", "sampler": "nsga2"}
+    path.write_text("trials: five\n")
+    with pytest.raises(SearchError, match="trials has the wrong type"):
+        SearchSettings.from_file(path)
+    path.write_text("colour: red\n")
+    with pytest.raises(SearchError, match="unknown setting"):
+        SearchSettings.from_file(path)
+    path.write_text("[1, 2")
+    with pytest.raises(SearchError, match="not valid YAML"):
+        SearchSettings.from_file(path)

@@ -1,0 +1,118 @@
+"""The command line, in process: output formats, exports read back, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from cli import main
+from results import read_exported
+from spaces import build_model, reference
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_eval_reference_json_prints_the_reference_figures(capsys):
+    code, out, _ = run(capsys, "eval", "--reference", "ghostnet-1.0x", "--skip-accuracy", "--skip-latency", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert (result["params"], result["flops"]) == (5182508, 141150512)
+    assert isinstance(result["params"], int) and isinstance(result["flops"], int)
+    assert result["config"]["width"] == 1.0 and "latency_ms" not in result
+
+
+def test_eval_overrides_and_table(capsys):
+    code, out, _ = run(capsys, "eval", "--reference", "ghostnet-1.0x", "--width", "0.5", "--skip-accuracy", "--skip-latency")
+    assert code == 0
+    assert "2.587 M" in out and "42.3 M" in out  # GhostNet 0.5x
+
+
+def test_eval_latency_and_accuracy_on_digits(capsys):
+    code, out, _ = run(
+        capsys, "eval", "--reference", "ghostnet-0.35x", "--preset", "cifar", "--input-size", "16",
+        "--epochs", "1", "--subset", "300", "--json",
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["training"]["epochs_run"] == 1
+    lat = result["latency"]
+    assert result["latency_ms"] == lat["median_ms"] and lat["p10_ms"] <= lat["median_ms"] <= lat["p90_ms"]
+    assert result["config"]["num_classes"] == 10  # built for the digits' classes
+
+
+def test_eval_reads_both_config_formats(capsys, tmp_path):
+    config = reference("ghostnet-0.5x")
+    ours, official = tmp_path / "ours.yaml", tmp_path / "official.json"
+    config.save(ours)
+    official.write_text(json.dumps({"cfgs": config.to_official()["cfgs"], "width": 0.5}))
+    for path in (ours, official):
+        code, out, _ = run(capsys, "eval", "--cfg", str(path), "--skip-accuracy", "--skip-latency", "--json")
+        assert code == 0 and json.loads(out)["flops"] == 42328152
+
+
+def test_search_show_export_plot_end_to_end(capsys, fast_flags, tmp_path):
+    code, out, err = run(capsys, "search", *fast_flags, "--trials", "3", "--study", "cli", "--objectives", "accuracy,flops")
+    assert code == 0, err
+    run_dir = tmp_path / "run"
+    written = out.split()
+    assert written == [str(run_dir / n) for n in ("pareto.csv", "pareto.md", "best.json", "best.py", "plots/index.html")]
+    storage = f"sqlite:///{run_dir / 'study.db'}"
+
+    code, out, _ = run(capsys, "show", "--study", "cli", "--storage", storage)
+    assert code == 0 and "| trial |" in out
+
+    front = pd.read_csv(run_dir / "pareto.csv")
+    assert 1 <= len(front) <= 3 and set(front["number"]).issubset({0, 1, 2})
+    members = json.loads((run_dir / "best.json").read_text())
+    assert [m["trial"] for m in members] == list(front["number"])
+    configs = read_exported(run_dir / "best.py")
+    assert [c.to_dict() for c in configs] == [m["config"] for m in members]
+    assert build_model(configs[0]) is not None
+
+    code, out, _ = run(capsys, "export", "--study", "cli", "--storage", storage, "--format", "json")
+    assert code == 0 and json.loads(out) == members
+    target = tmp_path / "front.py"
+    code, out, _ = run(capsys, "export", "--study", "cli", "--storage", storage, "--format", "py", "--out", str(target))
+    assert code == 0 and read_exported(target) == configs
+    # what export writes, eval accepts
+    code, out, _ = run(capsys, "eval", "--cfg", str(target), "--skip-accuracy", "--skip-latency", "--json")
+    assert code == 0 and json.loads(out)["flops"] == members[0]["scores"]["flops"]
+
+    code, out, _ = run(capsys, "plot", "--study", "cli", "--storage", storage, "--out", str(tmp_path / "plots"))
+    assert code == 0 and "accuracy_flops.html" in (tmp_path / "plots" / "index.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["search", "--objectives", "accuracy,speed"], "unknown objective speed"),
+        (["search", "--sampler", "cmaes"], "unknown sampler"),
+        (["search", "--max-flops", "10Q"], "--max-flops must be a number"),
+        (["search", "--trials", "0"], "--trials must be a positive integer"),
+        (["search", "--trials", "three"], "invalid int value"),
+        (["search", "--storage", "nosuchdb://x"], "cannot open storage"),
+        (["show", "--study", "nope", "--storage", "sqlite:////nonexistent/dir/study.db"], "no SQLite storage"),
+        (["eval", "--reference", "ghostnet-9x", "--skip-accuracy", "--skip-latency"], "unknown reference model"),
+        (["eval", "--cfg", "/nonexistent.json", "--skip-accuracy", "--skip-latency"], "cannot read config file"),
+        (["eval"], "one of the arguments --cfg --reference is required"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("ghostnas")
+
+
+def test_show_of_a_missing_study_names_what_exists(capsys, fast_flags, tmp_path):
+    assert run(capsys, "search", *fast_flags, "--trials", "1", "--study", "exists", "--objectives", "accuracy,flops")[0] == 0
+    code, out, err = run(capsys, "show", "--study", "other", "--storage", f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+    assert code == 2 and "exists" in err and len(err.strip().splitlines()) == 1
