@@ -6,15 +6,11 @@ following that page) can be inspected here without torch training or the sampler
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import optuna
 import pandas as pd
 from optuna.storages import BaseStorage
-from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial
 
 __all__ = ["OBJECTIVES", "ResultsError", "load_trials", "open_study"]
@@ -36,67 +32,16 @@ class ResultsError(ValueError):
     """A study that cannot be opened or read, or an export/plot request that cannot be met."""
 
 
-def open_study(*, storage: str | BaseStorage, study_name: str) -> optuna.Study:
-    """Load an existing study without creating anything.
+def open_study(*, storage: BaseStorage, study_name: str) -> optuna.Study:
+    """Load an existing study from an opened storage (``search.open_storage`` opens URLs).
 
-    ``storage`` is an Optuna RDB URL (``sqlite:///runs/x.db``, ``postgresql://...``), the path
-    of an Optuna journal file, or an already opened storage. A missing study or storage raises
-    a one-line ``ResultsError`` that never shows the storage password.
+    A missing study raises a one-line ``ResultsError`` naming the studies that are there.
     """
-    where = _redact(storage) if isinstance(storage, str) else type(storage).__name__
-    try:
-        opened = _open_storage(storage)
-        names = optuna.get_all_study_names(storage=opened)
-    except ResultsError:
-        raise
-    except Exception as exc:  # drivers and SQLAlchemy raise many types; all mean "cannot open"
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ResultsError(f"cannot open storage {where}: {_scrub(detail, storage)}") from None
+    names = optuna.get_all_study_names(storage=storage)
     if study_name not in names:
         known = ", ".join(sorted(names)) or "none"
-        raise ResultsError(f"study {study_name!r} does not exist in {where} (studies there: {known})")
-    return optuna.load_study(study_name=study_name, storage=opened)
-
-
-def _open_storage(storage: str | BaseStorage) -> BaseStorage:
-    if not isinstance(storage, str):
-        return storage
-    if "://" not in storage:
-        # Not a URL: an Optuna journal file, as optuna-dashboard reads one.
-        if not Path(storage).is_file():
-            raise ResultsError(f"cannot open storage {storage}: no such journal file")
-        return JournalStorage(JournalFileBackend(storage))
-    if storage.startswith("sqlite:///"):
-        # RDBStorage would create an empty database here; reading must not.
-        path = storage[len("sqlite:///") :].split("?", 1)[0]  # without ?timeout=... options
-        if not Path(path).is_file():
-            raise ResultsError(f"cannot open storage {_redact(storage)}: no such SQLite file {path}")
-    return optuna.storages.RDBStorage(storage)
-
-
-def _redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # unparsable (e.g. a bad port): fall back to a pattern
-        return re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", url)
-    if not password:
-        return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
-
-
-def _scrub(message: str, storage: str | BaseStorage) -> str:
-    """A driver's message with the URL redacted and the bare password removed, if it echoes them."""
-    if not isinstance(storage, str):
-        return message
-    message = message.replace(storage, _redact(storage))
-    try:
-        password = urlsplit(storage).password
-    except ValueError:
-        password = None
-    return message.replace(password, "***") if password else message
+        raise ResultsError(f"study {study_name!r} does not exist in this storage (studies there: {known})")
+    return optuna.load_study(study_name=study_name, storage=storage)
 
 
 def load_trials(study: optuna.Study) -> pd.DataFrame:

@@ -4,7 +4,7 @@ Storage URLs:
 
 * ``sqlite:///path/study.db`` (the default, one file under ``runs/<study>/``): several worker
   processes on one machine.
-* ``journal:path/study.log`` or any path ending in ``.log``/``.jsonl``: Optuna's journal file
+* ``journal:path/study.log`` or any plain path (not a URL): Optuna's journal file
   storage, the most robust choice for many processes on one machine (NFS-safe locks).
 * ``postgresql://user:pass@host/db`` (any SQLAlchemy URL): several machines.
 
@@ -56,11 +56,10 @@ def mask_url(url: str) -> str:
 
 
 def _journal_path(url: str) -> Path | None:
+    """``journal:PATH`` or any string that is not a URL: a journal file, as optuna-dashboard reads it."""
     if url.startswith("journal:"):
         return Path(url.removeprefix("journal:").removeprefix("//"))
-    if "://" not in url and url.endswith((".log", ".jsonl")):
-        return Path(url)
-    return None
+    return Path(url) if "://" not in url else None
 
 
 def open_storage(url: str, *, must_exist: bool = False) -> BaseStorage:
@@ -77,10 +76,6 @@ def open_storage(url: str, *, must_exist: bool = False) -> BaseStorage:
             return JournalStorage(JournalFileBackend(str(journal)))
         except (OSError, ValueError) as exc:
             raise SearchError(f"cannot open journal storage {journal}: {exc}") from None
-    if "://" not in url:
-        raise SearchError(
-            f"storage {mask_url(url)!r} is not a URL: use sqlite:///FILE, journal:FILE or postgresql://..."
-        )
     engine_kwargs: dict[str, object] = {}
     if url.startswith("sqlite:"):
         path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None

@@ -11,38 +11,20 @@ from spaces import GhostNetConfig, reference
 
 
 def test_open_study_reads_what_search_wrote(hand_study, storage_url):
-    study = open_study(storage=storage_url, study_name="hand")
+    study = open_study(storage=optuna.storages.RDBStorage(storage_url), study_name="hand")
     assert len(study.trials) == 9 and study.user_attrs["objectives"] == ["accuracy", "latency_ms"]
 
 
 def test_open_study_missing_study_names_the_ones_there(hand_study, storage_url):
     with pytest.raises(ResultsError, match=r"study 'nope' does not exist .*studies there: hand\)") as err:
-        open_study(storage=storage_url, study_name="nope")
+        open_study(storage=optuna.storages.RDBStorage(storage_url), study_name="nope")
     assert "\n" not in str(err.value)
 
 
-def test_open_study_never_creates_a_database(tmp_path):
-    path = tmp_path / "missing.db"
-    with pytest.raises(ResultsError, match="no such SQLite file"):
-        open_study(storage=f"sqlite:///{path}", study_name="x")
-    assert not path.exists()
-
-
-def test_open_study_hides_the_storage_password():
-    url = "postgresql://ghost:s3cr3t-pw@127.0.0.1:1/nas"
-    with pytest.raises(ResultsError) as err:
-        open_study(storage=url, study_name="x")
-    message = str(err.value)
-    assert message.startswith("cannot open storage postgresql://ghost:***@127.0.0.1:1/nas")
-    assert "s3cr3t" not in message and "\n" not in message
-
-
 def test_open_study_reads_a_journal_file(tmp_path, make_study, hand_items):
-    path = str(tmp_path / "journal.log")
-    make_study(JournalStorage(JournalFileBackend(path)), "j", ["accuracy", "latency_ms"], hand_items[:2])
-    assert len(open_study(storage=path, study_name="j").trials) == 2
-    with pytest.raises(ResultsError, match="no such journal file"):
-        open_study(storage=str(tmp_path / "other.log"), study_name="j")
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+    make_study(storage, "j", ["accuracy", "latency_ms"], hand_items[:2])
+    assert len(open_study(storage=storage, study_name="j").trials) == 2
 
 
 def test_load_trials_one_row_per_trial(hand_study):
