@@ -1,0 +1,261 @@
+"""Search quality on CIFAR-10: default sampler (tpe) against nsga2 and random at equal budget.
+
+Each (sampler, seed) runs one full study through ``run_search`` with the same settings: the
+cifar preset, the same subset, proxy epochs and trial target, the width family (0.35x ... 1.3x)
+enqueued first as baselines, early stopping as by default. Then, over all studies:
+
+* one set of hypervolume bounds, from the union of every study's feasible trials (accuracy 1,
+  latency and FLOPs the worst seen), so the hypervolumes are on one scale;
+* each study's final hypervolume, and its hypervolume after a few trial counts;
+* for each baseline of each study: the searched (non-baseline) trials of that study that
+  dominate it (accuracy >=, latency <=, FLOPs <=), and the best such margin;
+* one accuracy-latency chart of every front and the baselines (plotly HTML with plotly.js
+  inlined when under 5 MB, plus the chart's data as CSV).
+
+Studies live under ``--work`` (outside the repo); a study already there is resumed, not rerun,
+so the script can be re-run to add samplers/seeds or only to re-analyse (``--analyse-only``).
+
+    .venv/bin/python bench/search_quality.py --trials 16 --subset 2000 --epochs 2 --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from results import hypervolume, hypervolume_history, load_trials, open_study, pareto_front  # noqa: E402
+
+OBJ = ["accuracy", "latency_ms", "flops"]
+DATASET = "/work/shared/data/cifar10/train.tar.gz"
+
+
+def study_name(sampler: str, seed: int) -> str:
+    return f"sq-{sampler}-s{seed}"
+
+
+def run_one(args: argparse.Namespace, sampler: str, seed: int) -> dict:
+    from search import SearchSettings, run_search
+
+    name = study_name(sampler, seed)
+    settings = SearchSettings(
+        study=name, out=args.work / name, dataset=args.dataset, subset=args.subset, epochs=args.epochs,
+        trials=args.trials, sampler=sampler, seed=seed, progress=False, input_size=args.input_size,
+    )
+    if args.share_baselines and (sampler, seed) != (args.samplers[0], args.seeds[0]):
+        copy_baselines(args, settings)
+    t = time.monotonic()
+    summary = run_search(settings)
+    wall = time.monotonic() - t
+    logging.info("%s: %d finished, %d failed in %.0f s", name, summary.finished, summary.failed, wall)
+    return {"study": name, "wall_s": wall, "finished": summary.finished, "failed": summary.failed}
+
+
+def copy_baselines(args: argparse.Namespace, settings) -> None:
+    """Add the first study's finished baseline trials to a new study (before it samples anything).
+
+    Every study's baselines are the same configs trained with the same seed on the same split,
+    so they are evaluated once and shared: the sampler sees the same history it would have seen,
+    the baselines are the same points in every study, and the budget goes to searched trials.
+    Run with ``--no-share-baselines`` to evaluate them in every study instead.
+    """
+    import optuna
+
+    from search._search import create_or_load_study
+    from spaces import load_space
+
+    first = study_name(args.samplers[0], args.seeds[0])
+    source = optuna.load_study(study_name=first, storage=f"sqlite:///{args.work / first / 'study.db'}")
+    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    study = create_or_load_study(settings, load_space(settings.space))
+    if study.get_trials(deepcopy=False):
+        return
+    for t in source.get_trials(deepcopy=False):
+        if t.user_attrs.get("baseline") and t.state.is_finished():
+            study.add_trial(optuna.trial.create_trial(
+                state=t.state, values=t.values, params=t.params, distributions=t.distributions,
+                user_attrs={**t.user_attrs, "copied_from": first}, intermediate_values=t.intermediate_values,
+            ))
+
+
+def load(args: argparse.Namespace, sampler: str, seed: int) -> pd.DataFrame | None:
+    name = study_name(sampler, seed)
+    db = args.work / name / "study.db"
+    if not db.exists():
+        return None
+    frame = load_trials(open_study(storage=f"sqlite:///{db}", study_name=name))
+    frame["sampler"], frame["seed"] = sampler, seed
+    return frame
+
+
+def dominance(frame: pd.DataFrame) -> list[dict]:
+    """Per baseline: the searched feasible trials of the same study that dominate it."""
+    ok = frame[frame["feasible"] & frame[OBJ].notna().all(axis=1)]
+    is_base = ok["baseline"].notna()
+    searched, bases = ok[~is_base], ok[is_base]
+    rows = []
+    for _, b in bases.iterrows():
+        dom = searched[
+            (searched["accuracy"] >= b["accuracy"]) & (searched["latency_ms"] <= b["latency_ms"]) & (searched["flops"] <= b["flops"])
+        ]
+        covered = searched[(searched["latency_ms"] <= b["latency_ms"]) & (searched["flops"] <= b["flops"])]
+        row = {
+            "sampler": b["sampler"], "seed": int(b["seed"]), "baseline": b["baseline"],
+            "b_accuracy": round(float(b["accuracy"]), 4), "b_latency_ms": round(float(b["latency_ms"]), 3),
+            "b_mflops": round(float(b["flops"]) / 1e6, 2),
+            "covered": len(covered) > 0, "dominated_by": len(dom),
+        }
+        if len(dom):
+            best = dom.loc[dom["accuracy"].idxmax()]
+            row.update(
+                best_trial=int(best["number"]),
+                d_accuracy=round(float(best["accuracy"] - b["accuracy"]), 4),
+                latency_ratio=round(float(best["latency_ms"] / b["latency_ms"]), 3),
+                flops_ratio=round(float(best["flops"] / b["flops"]), 3),
+            )
+        elif len(covered):  # the closest miss: most accurate searched model no slower, no bigger
+            best = covered.loc[covered["accuracy"].idxmax()]
+            row.update(best_trial=int(best["number"]), d_accuracy=round(float(best["accuracy"] - b["accuracy"]), 4),
+                       latency_ratio=round(float(best["latency_ms"] / b["latency_ms"]), 3),
+                       flops_ratio=round(float(best["flops"] / b["flops"]), 3))
+        rows.append(row)
+    return rows
+
+
+def chart(frames: list[pd.DataFrame], out: Path) -> str:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    data_rows = []
+    palette = {"tpe": "#1f77b4", "nsga2": "#2ca02c", "random": "#d62728", "nsga3": "#9467bd", "gp": "#8c564b"}
+    for f in frames:
+        label = f"{f['sampler'].iat[0]} seed {int(f['seed'].iat[0])}"
+        ok = f[f["feasible"] & f[OBJ].notna().all(axis=1)]
+        front = pareto_front(ok, objectives=OBJ).sort_values("latency_ms")
+        # The 3-objective front projected on accuracy-latency; line through it for readability.
+        fig.add_trace(go.Scatter(
+            x=front["latency_ms"], y=front["accuracy"], mode="lines+markers", name=f"front {label}",
+            line={"shape": "hv", "color": palette.get(f["sampler"].iat[0])},
+            text=[f"#{n} {b if isinstance(b, str) else 'searched'} {fl / 1e6:.1f} MFLOPs" for n, b, fl in zip(front["number"], front["baseline"], front["flops"])],
+        ))
+        base = ok[ok["baseline"].notna()]
+        fig.add_trace(go.Scatter(
+            x=base["latency_ms"], y=base["accuracy"], mode="markers+text", name=f"baselines ({label})",
+            marker={"symbol": "x", "size": 10, "color": palette.get(f["sampler"].iat[0])},
+            text=[b.replace("ghostnet-", "") for b in base["baseline"]], textposition="top center",
+        ))
+        for _, r in ok.iterrows():
+            data_rows.append({
+                "sampler": r["sampler"], "seed": int(r["seed"]), "number": int(r["number"]),
+                "baseline": r["baseline"] if isinstance(r["baseline"], str) else "",
+                "on_front": int(r["number"]) in set(front["number"]),
+                "accuracy": r["accuracy"], "latency_ms": r["latency_ms"], "flops": r["flops"], "params": r["params"],
+            })
+    fig.update_layout(title="GhostNAS on CIFAR-10 proxy: fronts (3-objective, shown on accuracy-latency) and width-family baselines",
+                      xaxis_title="latency (ms, batch 1, CPU, shared load)", yaxis_title="proxy accuracy")
+    pd.DataFrame(data_rows).to_csv(out.with_suffix(".csv"), index=False)
+    html = fig.to_html(include_plotlyjs=True, full_html=True)
+    if len(html.encode()) < 5_000_000:
+        out.with_suffix(".html").write_text(html)
+        return f"{out.with_suffix('.html')} and {out.with_suffix('.csv')}"
+    return f"{out.with_suffix('.csv')} (HTML would exceed 5 MB)"
+
+
+def analyse(args: argparse.Namespace, runs: list[dict]) -> dict:
+    frames = [f for s in args.samplers for seed in args.seeds if (f := load(args, s, seed)) is not None]
+    if not frames:
+        raise SystemExit("no studies to analyse")
+    union = pd.concat(frames, ignore_index=True)
+    ok = union[union["feasible"] & union[OBJ].notna().all(axis=1)]
+    bounds = {"accuracy": 1.0, "latency_ms": float(ok["latency_ms"].max()), "flops": float(ok["flops"].max())}
+    report: dict = {"bounds": bounds, "studies": [], "dominance": [], "runs": runs}
+    for f in frames:
+        s, seed = f["sampler"].iat[0], int(f["seed"].iat[0])
+        hist = hypervolume_history(f, objectives=OBJ, bounds=bounds)
+        finished = f[f["state"].isin(["COMPLETE", "PRUNED"])]
+        at = {}
+        for n in args.checkpoints:
+            # hypervolume once the first n trials (by number) are there
+            sub = hist[hist["number"] < n]
+            at[str(n)] = round(float(sub["hypervolume"].iloc[-1]), 4) if len(sub) else None
+        if (s, seed) != (args.samplers[0], args.seeds[0]) and args.share_baselines:
+            finished = finished[finished["baseline"].isna()]  # copied baselines have no real duration
+        durations = finished["duration"].dropna().map(lambda d: d.total_seconds())
+        report["studies"].append({
+            "sampler": s, "seed": seed, "trials": int(len(f)), "complete": int((f["state"] == "COMPLETE").sum()),
+            "pruned": int((f["state"] == "PRUNED").sum()), "failed": int((f["state"] == "FAIL").sum()),
+            "hypervolume": round(float(hypervolume(f, objectives=OBJ, bounds=bounds)), 4),
+            "hv_at": at, "front_size": int(len(pareto_front(f, objectives=OBJ))),
+            "best_accuracy": round(float(f.loc[f["feasible"], "accuracy"].max()), 4),
+            "median_trial_s": round(float(durations.median()), 1), "sum_trial_s": round(float(durations.sum()), 0),
+        })
+        report["dominance"].extend(dominance(f))
+    report["chart"] = chart(frames, args.chart)
+    return report
+
+
+def env() -> dict:
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name")), platform.processor())
+    load1 = Path("/proc/loadavg").read_text().split()[:3]
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": model, "cores": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(), "loadavg": load1}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--samplers", default="tpe,nsga2,random")
+    p.add_argument("--seeds", default="0", help="comma-separated")
+    p.add_argument("--trials", type=int, default=16)
+    p.add_argument("--subset", type=int, default=2000)
+    p.add_argument("--epochs", type=int, default=None, help="proxy epochs (default: the trainer's)")
+    p.add_argument("--input-size", type=int, default=None, help="input px (default: the cifar preset's 32)")
+    p.add_argument("--dataset", default=DATASET)
+    p.add_argument("--checkpoints", default="5,8,12,16,20,24,32")
+    p.add_argument("--work", type=Path, default=Path("/tmp/ghostnas-bench/search_quality"))
+    p.add_argument("--json", type=Path, default=ROOT / "docs/bench/search_quality.json")
+    p.add_argument("--chart", type=Path, default=ROOT / "docs/bench/search_quality")
+    p.add_argument("--analyse-only", action="store_true")
+    p.add_argument("--train-threads", type=int, default=1, help="torch intra-op threads of the search process (0: torch's default)")
+    p.add_argument("--no-share-baselines", dest="share_baselines", action="store_false",
+                   help="evaluate the baselines in every study (default: once, in the first, copied to the others)")
+    args = p.parse_args()
+    args.samplers = args.samplers.split(",")
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.checkpoints = [int(c) for c in args.checkpoints.split(",")]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.train_threads:
+        # TrainSettings.threads=None keeps torch's setting; under shared load 2 intra-op threads
+        # on 2 busy cores ran proxy training ~10-20x slower than 1 (docs/BENCHMARKS.md, "Search cost").
+        import torch
+
+        torch.set_num_threads(args.train_threads)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    runs = []
+    if not args.analyse_only:
+        # seed-major order: a cut-short run still leaves every sampler at the same seeds
+        for seed in args.seeds:
+            for sampler in args.samplers:
+                runs.append(run_one(args, sampler, seed))
+    report = {"env": env(), "command": " ".join(sys.argv), "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    report.update(analyse(args, runs))
+    args.json.write_text(json.dumps(report, indent=1, default=str))
+    print(json.dumps({k: report[k] for k in ("bounds", "studies")}, indent=1))
+    print(pd.DataFrame(report["dominance"]).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
