@@ -8,6 +8,7 @@ end in one line on stderr and exit status 2; ``--debug`` shows the traceback ins
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_eval(args: argparse.Namespace) -> int:
     from evaluators.evaluate import Evaluator
     from evaluators.latency import LatencyProbe, LatencySettings
-    from spaces import GhostNetConfig, reference
+    from spaces import reference
 
     if args.reference:
         config = reference(args.reference, preset=args.preset or "imagenet")
@@ -144,7 +145,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result["latency"] = evaluation.latency.to_dict()
     if evaluation.training is not None:
         result["accuracy"] = evaluation.training.accuracy
-        result["training"] = _jsonable(evaluation.training)
+        result["training"] = dataclasses.asdict(evaluation.training)
     result["seconds"] = evaluation.seconds
     result["config"] = evaluation.config.to_dict()
     if args.json:
@@ -155,21 +156,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _read_config(path: Path, *, member: int) -> Any:
-    """A config file, or one member of an ``export`` file (json list or py module)."""
+    """A config file (ours or the official table), or one member of an ``export`` (json/py)."""
     from results import read_exported
-    from spaces import ConfigError, GhostNetConfig
+    from spaces import ConfigError
 
-    if path.suffix == ".py":
-        configs = read_exported(path)
-    else:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-        if path.suffix == ".json" and text.lstrip().startswith("["):
-            configs = read_exported(path)
-        else:
-            return GhostNetConfig.load(path)
+    configs = read_exported(path)
     if not 0 <= member < len(configs):
         raise ConfigError(f"{path} holds {len(configs)} configs; --member {member} is out of range")
     return configs[member]
@@ -268,12 +259,6 @@ def _settings(cls: type, **values: Any) -> Any:
         return cls(**values)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-
-
-def _jsonable(obj: Any) -> Any:
-    import dataclasses
-
-    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

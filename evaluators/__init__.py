@@ -7,7 +7,7 @@ from __future__ import annotations
 from evaluators.data import DataError, ImageSet, load_dataset, proxy_split
 from evaluators.evaluate import Evaluation, Evaluator, Gate
 from evaluators.flops import Cost, count_cost, count_model
-from evaluators.latency import LatencyProbe, LatencyResult, LatencySettings
+from evaluators.latency import LatencyProbe, LatencyResult, LatencySettings, cpu_model
 from evaluators.training import TrainingFailed, TrainResult, TrainSettings, train_proxy
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "TrainSettings",
     "TrainingFailed",
     "count_cost",
+    "cpu_model",
     "count_model",
     "load_dataset",
     "proxy_split",

@@ -7,7 +7,6 @@ timed or trained needlessly.
 
 from __future__ import annotations
 
-import dataclasses
 import platform
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ import torch
 
 from evaluators.data import ImageSet
 from evaluators.flops import count_cost
-from evaluators.latency import LatencyProbe, LatencyResult
+from evaluators.latency import LatencyProbe, LatencyResult, cpu_model
 from evaluators.training import TrainResult, TrainSettings, train_proxy
 from spaces import GhostNetConfig
 
@@ -37,18 +36,6 @@ class Evaluation:
     training: TrainResult | None = None
     rejected: str | None = None  # the gate's reason, when it stopped the evaluation
     env: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "config_id": self.config.id,
-            **self.scores,
-            "scores": self.scores,
-            "latency": self.latency.to_dict() if self.latency else None,
-            "training": dataclasses.asdict(self.training) if self.training else None,
-            "seconds": self.seconds,
-            "rejected": self.rejected,
-            "env": self.env,
-        }
 
 
 class Evaluator:
@@ -116,7 +103,7 @@ class Evaluator:
     def env(self) -> dict[str, Any]:
         device = self.probe.settings.device if self.probe else self.train_settings.device
         return {
-            "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
+            "device": torch.cuda.get_device_name() if device == "cuda" else cpu_model(),
             "torch": torch.__version__,
             "python": platform.python_version(),
             "threads": torch.get_num_threads(),

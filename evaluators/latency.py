@@ -37,7 +37,7 @@ from torch import nn
 
 from spaces import GhostNetConfig, build_model, reference
 
-__all__ = ["LatencyProbe", "LatencyResult", "LatencySettings", "default_cache_dir"]
+__all__ = ["LatencyProbe", "LatencyResult", "LatencySettings", "cpu_model", "default_cache_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class LatencyProbe:
         env: dict[str, Any] = {
             "device": s.device,
             "backend": s.backend,
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "threads": s.threads,
             "memory_format": fmt,
             "dtype": "float32",
@@ -273,7 +273,7 @@ class LatencyProbe:
 
     def _format_key(self, size: int, stem_stride: int) -> str:
         s = self.settings
-        device = torch.cuda.get_device_name() if s.device == "cuda" else _cpu_model()
+        device = torch.cuda.get_device_name() if s.device == "cuda" else cpu_model()
         return (
             f"{s.device}:{device}|torch {torch.__version__}|threads {s.threads}|batch {s.batch_size}"
             f"|input {size}|stem stride {stem_stride}"
@@ -419,7 +419,7 @@ def _onnx_runner(ort: Any, model: nn.Module, x: torch.Tensor, *, threads: int) -
 
 
 @functools.cache
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -99,7 +99,7 @@ def test_search_show_export_plot_end_to_end(capsys, fast_flags, tmp_path):
         (["search", "--storage", "nosuchdb://x"], "cannot open storage"),
         (["show", "--study", "nope", "--storage", "sqlite:////nonexistent/dir/study.db"], "no SQLite storage"),
         (["eval", "--reference", "ghostnet-9x", "--skip-accuracy", "--skip-latency"], "unknown reference model"),
-        (["eval", "--cfg", "/nonexistent.json", "--skip-accuracy", "--skip-latency"], "cannot read config file"),
+        (["eval", "--cfg", "/nonexistent.json", "--skip-accuracy", "--skip-latency"], "cannot read /nonexistent.json"),
         (["eval"], "one of the arguments --cfg --reference is required"),
         (["frobnicate"], "invalid choice"),
     ],
