@@ -216,6 +216,9 @@ class _Worker:
             self._fail(trial, f"training failed: {exc.reason}")
         except (torch.OutOfMemoryError, MemoryError):
             self._fail(trial, "out of memory")
+        except KeyboardInterrupt:  # Optuna marks the trial FAIL and re-raises; say why
+            trial.set_user_attr("failed", "interrupted")
+            raise
 
         scores = evaluation.scores
         trial.set_user_attr("scores", scores)
