@@ -11,8 +11,9 @@ Parts (``--parts``, comma-separated; each is independent):
   each trial, median.
 * ``workers``: the same small search (random sampler, no baselines) with 1 then 2 workers;
   finished trials per hour of wall time (the search's own start to end, data loading included).
-* ``early``: early stopping on against off (tpe, baselines on, same seed): trials per hour and
-  final hypervolume on shared bounds.
+* ``early``: early stopping on against off, read from two ``bench/search_quality.py`` studies
+  (``sq-tpe-s0`` and ``sq-tpe-noes-s0``): searched trials per hour and final hypervolume on
+  shared bounds.
 * ``threads``: proxy training with 1 against 2 torch intra-op threads (0.35x, 16 px, 400 images).
 * ``size``: build + FLOPs, latency probe and 1-epoch proxy training seconds for the reference
   0.35x/0.5x/1.0x at 16 and 32 px (cifar preset) on ``--size-subset`` images.
@@ -119,21 +120,32 @@ def workers(args: argparse.Namespace) -> dict:
 
 
 def early(args: argparse.Namespace) -> dict:
+    """Early stopping on against off, from two search_quality.py studies of the same settings.
+
+    ``on``: ``sq-tpe-s0``; ``off``: ``sq-tpe-noes-s0`` (run with ``--no-early-stopping
+    --baselines-from sq-tpe-s0``), whose baselines are copies of ``on``'s, so only the searched
+    trials' own durations count: searched trials per hour of trial time, and the final
+    hypervolume of each study on bounds shared by both.
+    """
     res, frames = {}, {}
-    for on in (True, False):
-        name = f"cost-early{'on' if on else 'off'}-{args.tag}"
-        wall, f = search(args, name, trials=args.early_trials, sampler="tpe", seed=0, early_stopping=on,
-                         subset=args.early_subset, epochs=args.early_epochs)
-        frames[on] = f
-        res["on" if on else "off"] = {"wall_s": round(wall, 1), "finished": int(f["state"].isin(["COMPLETE", "PRUNED"]).sum()),
-                                      "pruned": int((f["state"] == "PRUNED").sum())}
+    for key, name in (("on", "sq-tpe-s0"), ("off", "sq-tpe-noes-s0")):
+        db = args.quality_work / name / "study.db"
+        if not db.exists():
+            return {"error": f"{db} missing"}
+        f = frame_of(db)
+        frames[key] = f
+        searched = f[f["baseline"].isna() & f["state"].isin(["COMPLETE", "PRUNED"])]
+        seconds = float(searched["duration"].map(lambda d: d.total_seconds()).sum())
+        res[key] = {"study": name, "searched_finished": int(len(searched)), "pruned": int((searched["state"] == "PRUNED").sum()),
+                    "searched_trial_seconds": round(seconds, 1),
+                    "searched_trials_per_hour": round(len(searched) / seconds * 3600, 1),
+                    "median_searched_trial_s": round(float(searched["duration"].map(lambda d: d.total_seconds()).median()), 1)}
     ok = pd.concat(frames.values())
     ok = ok[ok["feasible"] & ok[OBJ].notna().all(axis=1)]
     bounds = {"accuracy": 1.0, "latency_ms": float(ok["latency_ms"].max()), "flops": float(ok["flops"].max())}
-    for on, f in frames.items():
-        r = res["on" if on else "off"]
-        r["trials_per_hour"] = round(r["finished"] / r["wall_s"] * 3600, 1)
-        r["hypervolume"] = round(float(hypervolume(f, objectives=OBJ, bounds=bounds)), 4)
+    for key, f in frames.items():
+        res[key]["hypervolume"] = round(float(hypervolume(f, objectives=OBJ, bounds=bounds)), 4)
+        res[key]["best_accuracy"] = round(float(f.loc[f["feasible"], "accuracy"].max()), 4)
     res["bounds"] = bounds
     return res
 
@@ -197,9 +209,7 @@ def main() -> None:
     p.add_argument("--worker-trials", type=int, default=6)
     p.add_argument("--worker-subset", type=int, default=1000)
     p.add_argument("--worker-epochs", type=int, default=1)
-    p.add_argument("--early-trials", type=int, default=16)
-    p.add_argument("--early-subset", type=int, default=2000)
-    p.add_argument("--early-epochs", type=int, default=None)
+    p.add_argument("--quality-work", type=Path, default=Path("/tmp/ghostnas-bench/search_quality"))
     p.add_argument("--size-subset", type=int, default=1000)
     p.add_argument("--train-threads", type=int, default=1)
     p.add_argument("--threads-repeats", type=int, default=2)

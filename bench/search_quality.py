@@ -42,8 +42,11 @@ OBJ = ["accuracy", "latency_ms", "flops"]
 DATASET = "/work/shared/data/cifar10/train.tar.gz"
 
 
+SUFFIX = ""  # "-noes" with --no-early-stopping
+
+
 def study_name(sampler: str, seed: int) -> str:
-    return f"sq-{sampler}-s{seed}"
+    return f"sq-{sampler}{SUFFIX}-s{seed}"
 
 
 def run_one(args: argparse.Namespace, sampler: str, seed: int) -> dict:
@@ -53,9 +56,10 @@ def run_one(args: argparse.Namespace, sampler: str, seed: int) -> dict:
     settings = SearchSettings(
         study=name, out=args.work / name, dataset=args.dataset, subset=args.subset, epochs=args.epochs,
         trials=args.trials, sampler=sampler, seed=seed, progress=False, input_size=args.input_size,
+        early_stopping=args.early_stopping,
     )
-    if args.share_baselines and (sampler, seed) != (args.samplers[0], args.seeds[0]):
-        copy_baselines(args, settings)
+    if args.share_baselines and baseline_source(args, seed) != name:
+        copy_baselines(args, settings, baseline_source(args, seed))
     t = time.monotonic()
     summary = run_search(settings)
     wall = time.monotonic() - t
@@ -63,8 +67,13 @@ def run_one(args: argparse.Namespace, sampler: str, seed: int) -> dict:
     return {"study": name, "wall_s": wall, "finished": summary.finished, "failed": summary.failed}
 
 
-def copy_baselines(args: argparse.Namespace, settings) -> None:
-    """Add the first study's finished baseline trials to a new study (before it samples anything).
+def baseline_source(args: argparse.Namespace, seed: int) -> str:
+    """The study whose baselines a study of this seed shares: the first sampler's, same seed."""
+    return args.baselines_from or study_name(args.samplers[0], seed)
+
+
+def copy_baselines(args: argparse.Namespace, settings, first: str) -> None:
+    """Add study ``first``'s finished baseline trials to a new study (before it samples anything).
 
     Every study's baselines are the same configs trained with the same seed on the same split,
     so they are evaluated once and shared: the sampler sees the same history it would have seen,
@@ -76,7 +85,6 @@ def copy_baselines(args: argparse.Namespace, settings) -> None:
     from search._search import create_or_load_study
     from spaces import load_space
 
-    first = study_name(args.samplers[0], args.seeds[0])
     source = optuna.load_study(study_name=first, storage=f"sqlite:///{args.work / first / 'study.db'}")
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     study = create_or_load_study(settings, load_space(settings.space))
@@ -190,7 +198,7 @@ def analyse(args: argparse.Namespace, runs: list[dict]) -> dict:
             # hypervolume once the first n trials (by number) are there
             sub = hist[hist["number"] < n]
             at[str(n)] = round(float(sub["hypervolume"].iloc[-1]), 4) if len(sub) else None
-        if (s, seed) != (args.samplers[0], args.seeds[0]) and args.share_baselines:
+        if args.share_baselines and baseline_source(args, seed) != study_name(s, seed):
             finished = finished[finished["baseline"].isna()]  # copied baselines have no real duration
         durations = finished["duration"].dropna().map(lambda d: d.total_seconds())
         report["studies"].append({
@@ -229,10 +237,15 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=ROOT / "docs/bench/search_quality.json")
     p.add_argument("--chart", type=Path, default=ROOT / "docs/bench/search_quality")
     p.add_argument("--analyse-only", action="store_true")
+    p.add_argument("--no-early-stopping", dest="early_stopping", action="store_false",
+                   help="early stopping off; studies are named sq-<sampler>-noes-s<seed>")
+    p.add_argument("--baselines-from", default=None, help="study (under --work) to copy the baselines from, e.g. sq-tpe-s0")
     p.add_argument("--train-threads", type=int, default=1, help="torch intra-op threads of the search process (0: torch's default)")
     p.add_argument("--no-share-baselines", dest="share_baselines", action="store_false",
                    help="evaluate the baselines in every study (default: once, in the first, copied to the others)")
     args = p.parse_args()
+    global SUFFIX
+    SUFFIX = "" if args.early_stopping else "-noes"
     args.samplers = args.samplers.split(",")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.checkpoints = [int(c) for c in args.checkpoints.split(",")]
