@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
+import time
 import warnings
 from pathlib import Path
 
@@ -33,6 +35,9 @@ __all__ = ["HEARTBEAT_SECONDS", "fail_dead_local_trials", "fail_stale_trials", "
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10
+CONNECT_TIMEOUT_SECONDS = 10
+# Opening a fresh RDB storage from several processes at once races on creating its tables.
+OPEN_ATTEMPTS = 5
 # How many times a trial whose worker died is run again before it stays failed.
 MAX_RETRY = 3
 with warnings.catch_warnings():  # "experimental since v2.8": stable in practice, and the only retry hook
@@ -89,21 +94,35 @@ def open_storage(url: str, *, must_exist: bool = False) -> BaseStorage:
         engine_kwargs["connect_args"] = {"timeout": 120}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    try:
-        with warnings.catch_warnings():  # heartbeat_interval is "experimental" since v2.9
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=6 * HEARTBEAT_SECONDS,
-                heartbeat_stale_trial_callback=RETRY,
-            )
-    except ImportError as exc:
-        raise SearchError(f"storage {mask_url(url)}: missing database driver ({exc.name or exc}); for PostgreSQL: pip install 'ghostnas[postgres]'") from None
-    except Exception as exc:  # SQLAlchemy raises many kinds: bad URL, refused connection, auth
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SearchError(f"cannot open storage {mask_url(url)}: {_scrub(first, url)}") from None
+        if url.startswith("postgresql"):  # an unreachable host fails in seconds, not minutes
+            engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    for attempt in range(1, OPEN_ATTEMPTS + 1):
+        try:
+            with warnings.catch_warnings():  # heartbeat_interval is "experimental" since v2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=6 * HEARTBEAT_SECONDS,
+                    heartbeat_stale_trial_callback=RETRY,
+                )
+        except ImportError as exc:
+            raise SearchError(f"storage {mask_url(url)}: missing database driver ({exc.name or exc}); for PostgreSQL: pip install 'ghostnas[postgres]'") from None
+        except Exception as exc:  # SQLAlchemy raises many kinds: bad URL, refused connection, auth
+            if attempt < OPEN_ATTEMPTS and _lost_schema_race(exc):
+                time.sleep(0.1 + random.random())  # the winner is creating the tables: open them once it is done
+                continue
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SearchError(f"cannot open storage {mask_url(url)}: {_scrub(first, url)}") from None
+    raise AssertionError("unreachable")
+
+
+def _lost_schema_race(exc: Exception) -> bool:
+    """Workers opening a fresh database at once all try to create Optuna's tables; the losers
+    see these errors (SQLite, PostgreSQL) and succeed when they open it again."""
+    text = str(exc).lower()
+    return any(s in text for s in ("already exists", "unique constraint", "duplicate key", "database is locked"))
 
 
 def _scrub(message: str, url: str) -> str:
