@@ -216,6 +216,9 @@ class _Worker:
             self._fail(trial, f"training failed: {exc.reason}")
         except (torch.OutOfMemoryError, MemoryError):
             self._fail(trial, "out of memory")
+        except Exception as exc:  # a config the kernels reject, a bug: this trial fails, the search goes on
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            self._fail(trial, f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
         except KeyboardInterrupt:  # Optuna marks the trial FAIL and re-raises; say why
             trial.set_user_attr("failed", "interrupted")
             raise
