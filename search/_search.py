@@ -80,10 +80,11 @@ def create_or_load_study(settings: SearchSettings, space: SearchSpace, *, seed_o
     attrs = study.user_attrs
     if "objectives" not in attrs:
         study.set_user_attr("ghostnas_version", FORMAT_VERSION)
-        study.set_user_attr("objectives", list(settings.objectives))
         study.set_user_attr("limits", settings.limits.to_dict())
         study.set_user_attr("settings", settings.to_dict())
         study.set_user_attr("space", _space_dict(space))
+        # Last: a worker starting at the same moment takes "objectives" to mean the record is whole.
+        study.set_user_attr("objectives", list(settings.objectives))
         return study
     # The sampler's history and the front are only meaningful under one set of objectives and
     # limits: resuming with others would silently mix incomparable trials.
@@ -167,9 +168,32 @@ class _Worker:
         self.study = create_or_load_study(settings, self.space, seed_offset=index)
 
     # The objective Optuna calls; it releases the ask-lock as soon as the trial exists.
-    def objective(self, trial: Trial, *, lock: _AskLock) -> list[float]:
+    def objective(self, trial: Trial, *, lock: _AskLock, target: int) -> list[float]:
         lock.release()
+        self._check_surplus(trial, target)
         return self.run_trial(trial)
+
+    def _check_surplus(self, trial: Trial, target: int) -> None:
+        """Fail ``trial`` unrun if ``target`` trials numbered before it are finished or under way.
+
+        Workers that share no ask-lock (other machines, other ``--out``) can both see one trial
+        missing and both ask. Trial numbers are handed out one at a time by the storage, so the
+        later-numbered of the two finds the other one ahead of it here and steps back: the
+        study never finishes more than ``target`` trials. (If the one ahead fails later, the
+        workers' loop runs another trial.)
+        """
+        trials = self.study.get_trials(deepcopy=False)
+        ahead = sum(t.number < trial.number and t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING) for t in trials)
+        if ahead < target:
+            return
+        trial.set_user_attr("worker", worker_identity())
+        trial.set_user_attr("surplus", True)
+        trial.set_user_attr("failed", f"not run: {ahead} trials were already finished or running (target {target})")
+        log.info("trial %d not run: another worker took the last of the %d trials", trial.number, target)
+        fixed = next(t for t in trials if t.number == trial.number).system_attrs.get("fixed_params")
+        if fixed:  # an enqueued config (a baseline, a retry): keep it queued for a later, larger target
+            self.study.enqueue_trial(fixed, user_attrs={k: v for k, v in trial.user_attrs.items() if k == "baseline"})
+        raise _TrialFailed("surplus")
 
     def run_trial(self, trial: Trial) -> list[float]:
         settings = self.settings
@@ -289,13 +313,13 @@ class _Worker:
                     continue
                 before = len(trials)
                 self.study.optimize(
-                    partial(self.objective, lock=lock), n_trials=1, catch=(_TrialFailed,), gc_after_trial=False
+                    partial(self.objective, lock=lock, target=target), n_trials=1, catch=(_TrialFailed,), gc_after_trial=False
                 )
             finally:
                 lock.release()
             last = self.study.get_trials(deepcopy=False)[before:]
             mine = [t for t in last if (t.user_attrs.get("worker") or {}).get("pid") == worker_identity()["pid"]]
-            if mine and mine[-1].state == TrialState.FAIL:
+            if mine and mine[-1].state == TrialState.FAIL and not mine[-1].user_attrs.get("surplus"):
                 failures += 1
                 if failures >= MAX_CONSECUTIVE_FAILURES:
                     raise SearchError(f"{failures} trials in a row failed; the last: {mine[-1].user_attrs.get('failed')}")
