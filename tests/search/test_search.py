@@ -107,18 +107,21 @@ def test_baselines_are_enqueued_once_and_run_first(tmp_path):
 
 
 def test_timeout_stops_after_the_running_trial(tiny_space, tmp_path):
-    summary = run_search(settings(tiny_space, tmp_path, trials=50, timeout=0.5, objectives=("accuracy", "flops")))
+    s = settings(tiny_space, tmp_path, trials=50, timeout=0.5, objectives=("accuracy", "flops"))
+    summary = run_search(s)
     assert summary.timed_out and not summary.interrupted
-    assert summary.finished == 1
+    # Setup (data, probe) may already use up 0.5 s; a trial that started runs to its end.
+    trials = optuna.load_study(study_name="t", storage=s.storage_url).get_trials()
+    assert summary.finished == len(trials) <= 1 and summary.failed == 0
 
 
 def test_early_stopping_prunes_and_records_why(tiny_space, tmp_path):
     # Rungs at epochs 1 and 2 of 3; ratio 1.5 keeps the top 2/3 of the peers at each.
-    s = settings(tiny_space, tmp_path, trials=8, epochs=3, subset=600, rung_ratio=1.5, objectives=("accuracy", "flops"))
+    s = settings(tiny_space, tmp_path, trials=6, epochs=3, subset=400, rung_ratio=1.5, objectives=("accuracy", "flops"))
     run_search(s)
     study = optuna.load_study(study_name="t", storage=s.storage_url)
     pruned = study.get_trials(states=(TrialState.PRUNED,))
-    assert len(finished(study)) == 8 and len(pruned) >= 1
+    assert len(finished(study)) == 6 and len(pruned) >= 1
     for t in pruned:
         epoch = len(t.user_attrs["epoch_accuracy"])
         assert epoch in (1, 2) and t.user_attrs["stopped"].startswith(f"epoch {epoch}: accuracy")
