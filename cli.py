@@ -288,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter shutdown quiet
         return 0
     except Exception as exc:
-        if debug or not isinstance(exc, _known_errors()):
+        # A flag error needs none of the packages: decide without importing torch (seconds).
+        if debug or not (isinstance(exc, UsageError) or isinstance(exc, _known_errors())):
             raise
         print(f"ghostnas: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
