@@ -165,6 +165,8 @@ class _Worker:
             probe = LatencyProbe(settings=LatencySettings(device=settings.device, threads=settings.threads, backend=settings.latency_backend))
         self.evaluator = Evaluator(probe=probe, data=self.data if "accuracy" in settings.objectives else None, train_settings=self.train_settings)
         self.early_stopping = EarlyStopping(eta=settings.rung_ratio) if settings.early_stopping else None
+        # Settings no config can have (an input size out of range) fail here, before the study is touched.
+        reference(reference_names()[0], preset=settings.preset, num_classes=self.num_classes, input_size=self.input_size)
         self.study = create_or_load_study(settings, self.space, seed_offset=index)
 
     # The objective Optuna calls; it releases the ask-lock as soon as the trial exists.
@@ -382,7 +384,10 @@ def _configure_worker_logging() -> None:
 def run_search(settings: SearchSettings) -> SearchSummary:
     """Run (or resume) the study in ``settings`` until it has ``settings.trials`` finished trials."""
     start = time.monotonic()
-    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SearchError(f"cannot create output directory {settings.out_dir}: {exc.strerror or exc}") from None
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we log trial outcomes ourselves, one line each
     worker = _Worker(settings)
     if settings.baselines:

@@ -85,8 +85,9 @@ def open_storage(url: str, *, must_exist: bool = False) -> BaseStorage:
             raise SearchError(f"cannot open journal storage {journal}: {exc}") from None
     engine_kwargs: dict[str, object] = {}
     if url.startswith("sqlite:"):
-        path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
-        if path is None or str(path) in ("", ":memory:"):
+        name = url.removeprefix("sqlite:///").split("?", 1)[0] if url.startswith("sqlite:///") else ""
+        path = Path(name) if name not in ("", ":memory:") else None  # in memory: gone, and not shared
+        if path is None:
             raise SearchError(f"storage {url!r}: give SQLite a file, sqlite:///path/study.db")
         if must_exist and not path.is_file():
             raise SearchError(f"no SQLite storage at {path}")
