@@ -38,7 +38,7 @@ from search._progress import Progress
 from search._settings import SearchSettings
 from search._storage import fail_dead_local_trials, fail_stale_trials, open_storage, worker_identity
 from search._samplers import make_sampler
-from spaces import PRESETS, Choice, ConfigError, Dimension, Fixed, IntRange, SearchSpace, load_space, reference, reference_names
+from spaces import PRESETS, Block, Choice, ConfigError, Dimension, Fixed, GhostNetConfig, IntRange, SearchSpace, load_space, reference, reference_names
 
 __all__ = ["SearchSummary", "create_or_load_study", "run_search"]
 
@@ -165,8 +165,9 @@ class _Worker:
             probe = LatencyProbe(settings=LatencySettings(device=settings.device, threads=settings.threads, backend=settings.latency_backend))
         self.evaluator = Evaluator(probe=probe, data=self.data if "accuracy" in settings.objectives else None, train_settings=self.train_settings)
         self.early_stopping = EarlyStopping(eta=settings.rung_ratio) if settings.early_stopping else None
-        # Settings no config can have (an input size out of range) fail here, before the study is touched.
-        reference(reference_names()[0], preset=settings.preset, num_classes=self.num_classes, input_size=self.input_size)
+        # Settings no config can have (an input size out of range) fail here, before the study is
+        # touched: the smallest network (one block, stride 1) is checked with them.
+        GhostNetConfig(stages=((Block(3, 16, 16),),), stem_stride=1, num_classes=self.num_classes, input_size=self.input_size)
         self.study = create_or_load_study(settings, self.space, seed_offset=index)
 
     # The objective Optuna calls; it releases the ask-lock as soon as the trial exists.
