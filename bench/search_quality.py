@@ -198,16 +198,15 @@ def analyse(args: argparse.Namespace, runs: list[dict]) -> dict:
             # hypervolume once the first n trials (by number) are there
             sub = hist[hist["number"] < n]
             at[str(n)] = round(float(sub["hypervolume"].iloc[-1]), 4) if len(sub) else None
-        if args.share_baselines and baseline_source(args, seed) != study_name(s, seed):
-            finished = finished[finished["baseline"].isna()]  # copied baselines have no real duration
-        durations = finished["duration"].dropna().map(lambda d: d.total_seconds())
+        # searched trials only: copied baselines have no real duration, and every study has the same ones
+        durations = finished.loc[finished["baseline"].isna(), "duration"].dropna().map(lambda d: d.total_seconds())
         report["studies"].append({
             "sampler": s, "seed": seed, "trials": int(len(f)), "complete": int((f["state"] == "COMPLETE").sum()),
             "pruned": int((f["state"] == "PRUNED").sum()), "failed": int((f["state"] == "FAIL").sum()),
             "hypervolume": round(float(hypervolume(f, objectives=OBJ, bounds=bounds)), 4),
             "hv_at": at, "front_size": int(len(pareto_front(f, objectives=OBJ))),
             "best_accuracy": round(float(f.loc[f["feasible"], "accuracy"].max()), 4),
-            "median_trial_s": round(float(durations.median()), 1), "sum_trial_s": round(float(durations.sum()), 0),
+            "median_searched_trial_s": round(float(durations.median()), 1), "sum_searched_trial_s": round(float(durations.sum()), 0),
         })
         report["dominance"].extend(dominance(f))
     report["chart"] = chart(frames, args.chart)
