@@ -103,8 +103,13 @@ def load(args: argparse.Namespace, sampler: str, seed: int) -> pd.DataFrame | No
     db = args.work / name / "study.db"
     if not db.exists():
         return None
-    frame = load_trials(open_study(storage=f"sqlite:///{db}", study_name=name))
+    study = open_study(storage=f"sqlite:///{db}", study_name=name)
+    frame = load_trials(study)
     frame["sampler"], frame["seed"] = sampler, seed
+    # The probe's ratio to its interleaved reference: steadier than median_ms on a shared CPU
+    # (docs/BENCHMARKS.md, "Latency probe"); used for a second dominance check.
+    ratio = {t.number: (t.user_attrs.get("latency") or {}).get("ratio_to_reference") for t in study.get_trials(deepcopy=False)}
+    frame["latency_ratio"] = frame["number"].map(ratio).astype(float)
     return frame
 
 
@@ -119,11 +124,14 @@ def dominance(frame: pd.DataFrame) -> list[dict]:
             (searched["accuracy"] >= b["accuracy"]) & (searched["latency_ms"] <= b["latency_ms"]) & (searched["flops"] <= b["flops"])
         ]
         covered = searched[(searched["latency_ms"] <= b["latency_ms"]) & (searched["flops"] <= b["flops"])]
+        dom_ratio = searched[
+            (searched["accuracy"] >= b["accuracy"]) & (searched["latency_ratio"] <= b["latency_ratio"]) & (searched["flops"] <= b["flops"])
+        ]
         row = {
             "sampler": b["sampler"], "seed": int(b["seed"]), "baseline": b["baseline"],
             "b_accuracy": round(float(b["accuracy"]), 4), "b_latency_ms": round(float(b["latency_ms"]), 3),
             "b_mflops": round(float(b["flops"]) / 1e6, 2),
-            "covered": len(covered) > 0, "dominated_by": len(dom),
+            "covered": len(covered) > 0, "dominated_by": len(dom), "dominated_by_on_ratio": len(dom_ratio),
         }
         if len(dom):
             best = dom.loc[dom["accuracy"].idxmax()]
