@@ -228,7 +228,22 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     frame = load_trials(_open_study(args.storage, args.study))
     print(render(pareto_front(frame), fmt="md"))
+    print(_trial_states(frame))
     return 0
+
+
+def _trial_states(frame: Any) -> str:
+    """How many trials are in each state, and why each failed trial failed (markdown)."""
+    counts = frame["state"].value_counts()
+    states = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+    lines = [f"{len(frame)} trial(s): " + (", ".join(f"{counts[s]} {name}" for s, name in states.items() if counts.get(s, 0)) or "none")]
+    failed = frame[frame["state"] == "FAIL"]
+    if len(failed):
+        lines += ["", "| failed trial | reason |", "|---:|---|"]
+        for number, reason in zip(failed["number"], failed["failed"]):
+            text = "unknown" if not isinstance(reason, str) else reason.replace("|", "\\|")
+            lines.append(f"| {number} | {text} |")
+    return "\n".join(lines) + "\n"
 
 
 def cmd_export(args: argparse.Namespace) -> int:
