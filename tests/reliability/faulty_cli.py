@@ -1,0 +1,79 @@
+"""``cli.py`` with faults injected into chosen evaluations: the reliability tests run this.
+
+Everything is the real command line (real storage, real models, real workers); only the
+evaluations named in the ``GHOSTNAS_FAULTS`` environment variable misbehave, so that a test can
+choose when a trial raises, scores NaN, runs out of memory or hangs long enough to be killed.
+
+``GHOSTNAS_FAULTS`` is a comma-separated list of ``[PROCESS:]CALL=FAULT``: ``CALL`` counts the
+evaluations of one process from 0 (each worker process counts its own), ``PROCESS`` limits the
+fault to the process of that multiprocessing name (``MainProcess``, ``worker-0``, ...), and
+``FAULT`` is one of
+
+* ``raise``: a RuntimeError from the evaluation (a bug, a shape the kernels reject),
+* ``nan``: the evaluation completes but every score is NaN,
+* ``oom``: ``torch.OutOfMemoryError``, as a CUDA allocation failure raises it,
+* ``hang``: sleeps until the process is killed or interrupted, after writing its pid to
+  ``$GHOSTNAS_FAULT_DIR/hang-<pid>`` so that a test knows whom to kill, and when,
+* ``sleep:S``: sleeps S seconds, then evaluates normally.
+
+The faults are installed at import, so ``--workers`` children (spawned: they import this file
+again as ``__mp_main__``) get them too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def _install(spec: str) -> None:
+    import torch
+
+    from evaluators.evaluate import Evaluator
+
+    import multiprocessing
+
+    me, faults = multiprocessing.current_process().name, {}
+    for item in spec.split(","):
+        where, _, fault = item.partition("=")
+        process, _, call = where.rpartition(":")
+        if process in ("", me):
+            faults[int(call)] = fault
+    original = Evaluator.evaluate
+    calls = [0]
+
+    def evaluate(self, config, **kwargs):
+        call = calls[0]
+        calls[0] += 1
+        fault = faults.get(call, "")
+        if fault == "raise":
+            raise RuntimeError(f"injected fault in evaluation {call}")
+        if fault == "oom":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected)")
+        if fault == "hang":
+            marker = Path(os.environ.get("GHOSTNAS_FAULT_DIR", ".")) / f"hang-{os.getpid()}"
+            marker.write_text(str(os.getpid()))
+            while True:
+                time.sleep(1)
+        if fault.startswith("sleep:"):
+            time.sleep(float(fault.removeprefix("sleep:")))
+        evaluation = original(self, config, **kwargs)
+        if fault == "nan":
+            return dataclasses.replace(evaluation, scores={k: float("nan") for k in evaluation.scores})
+        return evaluation
+
+    Evaluator.evaluate = evaluate
+
+
+if os.environ.get("GHOSTNAS_FAULTS"):
+    _install(os.environ["GHOSTNAS_FAULTS"])
+
+if __name__ == "__main__":
+    import cli
+
+    sys.exit(cli.main())
