@@ -59,6 +59,8 @@ def read_exported(path: str | Path) -> list[GhostNetConfig]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ResultsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path} is not a text file (not UTF-8)") from None
     configs = _configs_from_json(text, path) if suffix == ".json" else _configs_from_python(text, path)
     if not configs:
         raise ResultsError(f"{path} holds no configs (was the front empty?)")

@@ -112,6 +112,8 @@ class SearchSettings:
             data = yaml.safe_load(path.read_text())
         except OSError as exc:
             raise SearchError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise SearchError(f"config file {path} is not a text file (not UTF-8)") from None
         except yaml.YAMLError as exc:
             raise SearchError(f"config file {path} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
         if data is None:

@@ -230,6 +230,8 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read space file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"space file {path} is not a text file (not UTF-8)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"space file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     return SearchSpace.from_dict(data, source=str(path))
