@@ -15,6 +15,7 @@ import fcntl
 import logging
 import math
 import multiprocessing
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -156,7 +157,10 @@ class _Worker:
         self.data = proxy_split(data, seed=settings.seed, val_fraction=settings.val_fraction, subset=settings.subset)
         self.num_classes = len(data.classes)
         self.input_size = settings.input_size or default_input_size(settings.preset, native=data.images.shape[-1])
-        train = {"device": settings.device, "seed": settings.seed}
+        # Workers split the cores: torch's default (every core per process) oversubscribes them,
+        # and proxy training then ran ~10x slower here (docs/BENCHMARKS.md, "Search cost").
+        threads = max(1, (os.cpu_count() or 1) // settings.workers)
+        train = {"device": settings.device, "seed": settings.seed, "threads": threads}
         if settings.epochs is not None:
             train["epochs"] = settings.epochs
         self.train_settings = TrainSettings(**train)
