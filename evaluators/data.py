@@ -27,7 +27,7 @@ import statistics
 import tarfile
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable
@@ -107,9 +107,6 @@ class ImageSet:
 
     def subset(self, indices: torch.Tensor) -> ImageSet:
         return ImageSet(self.images[indices], self.labels[indices], self.classes, self.name, self.mirror_invariant)
-
-    def with_images(self, images: torch.Tensor) -> ImageSet:
-        return ImageSet(images, self.labels, self.classes, self.name, self.mirror_invariant)
 
     def class_counts(self) -> list[int]:
         return torch.bincount(self.labels, minlength=self.num_classes).tolist()
@@ -510,9 +507,3 @@ def augment_batch(
         images = torch.where(mirror[:, None, None, None], images.flip(3), images)
     return images
 
-
-def iter_batches(size: int, batch_size: int, *, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Index batches over ``range(size)``: shuffled with ``generator``, in order without."""
-    order = torch.randperm(size, generator=generator) if generator is not None else torch.arange(size)
-    for start in range(0, size, batch_size):
-        yield order[start : start + batch_size]

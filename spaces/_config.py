@@ -178,7 +178,7 @@ class GhostNetConfig:
         if fmt != FORMAT:
             raise ConfigError(f"unknown config format {fmt!r} (expected {FORMAT!r})")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)  # YAML keys may be ints too
         if unknown:
             raise ConfigError(f"unknown config key(s): {', '.join(map(str, unknown))}")
         if "stages" not in data:
@@ -226,7 +226,7 @@ class GhostNetConfig:
         data = dict(data)
         stages = _read_stages(data.pop("cfgs"), "cfgs")
         known = {f.name for f in dataclasses.fields(cls)} - {"stages"}
-        unknown = sorted(set(data) - known - {"format"})
+        unknown = sorted(set(data) - known - {"format"}, key=str)
         if unknown:
             raise ConfigError(f"unknown config key(s): {', '.join(map(str, unknown))}")
         data.pop("format", None)
@@ -284,7 +284,7 @@ def _read_stages(value: Any, key: str) -> tuple[tuple[Block, ...], ...]:
 
 def _read_block(row: Any, where: str) -> Block:
     if isinstance(row, dict):
-        unknown = sorted(set(row) - set(_ROW_KEYS))
+        unknown = sorted(set(row) - set(_ROW_KEYS), key=str)
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
         missing = [k for k in ("kernel", "exp", "out") if k not in row]
@@ -312,7 +312,8 @@ def _check_odd(name: str, value: Any) -> None:
 
 
 def _check_number(name: str, value: Any, *, low: float, high: float) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    # (an int is finite however large; math.isfinite would overflow on 10**400)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (isinstance(value, int) or math.isfinite(value))
     if not ok or not low <= value <= high:
         raise ConfigError(f"{name} must be a number in [{low}, {high}], got {value!r}")
 

@@ -1,0 +1,180 @@
+"""Proxy fidelity: does the short proxy training rank architectures as longer training does?
+
+Samples configs from the default search space (cifar preset) and keeps ``--models`` of them
+spread evenly in log FLOPs. Each is trained on one fixed, stratified CIFAR-10 split with the
+trainer's default recipe at the default proxy budget (``TrainSettings().epochs``), at other
+budgets (``--also``; default half of it) and at ``--factor`` (8) times the budget. Reported:
+Kendall tau (and Spearman) of each proxy's accuracies against the long run's, beside the tau of
+a FLOPs-only and a params-only ranking (more FLOPs = predicted more accurate) against the same
+long run.
+
+Results are written to a JSON-lines file as each model finishes, so a run can be resumed or
+extended with other budgets (``--resume``), and a crash costs one model, not the benchmark.
+
+    nohup .venv/bin/python bench/proxy_fidelity.py > /tmp/fidelity.md 2> /tmp/fidelity.log &
+
+The CIFAR-10 archive is decoded once into the cache (outside the project; see
+``evaluators.data.cache_dir``), never copied into the project.
+
+Target (issue 3): proxy tau >= 0.6, and >= 0.1 above the FLOPs-only tau.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import platform
+import random
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # runnable as a plain script from any directory
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from evaluators.data import load_dataset, proxy_split  # noqa: E402
+from evaluators.flops import count_cost  # noqa: E402
+from evaluators.latency import cpu_model  # noqa: E402
+from evaluators.training import TrainingFailed, TrainSettings, train_proxy  # noqa: E402
+from spaces import GhostNetConfig, load_space  # noqa: E402
+
+log = logging.getLogger("bench.proxy_fidelity")
+
+DEFAULT_DATA = Path("/work/shared/data/cifar10/train.tar.gz")
+
+
+def spread_configs(*, count: int, pool: int, seed: int, input_size: int) -> list[tuple[GhostNetConfig, int, int]]:
+    """``count`` (config, FLOPs, params) from ``pool`` uniform samples, evenly spaced in log FLOPs."""
+    space = load_space()
+    rng = random.Random(seed)
+
+    def suggest(name: str, dim: Any) -> Any:
+        if hasattr(dim, "values"):  # Choice
+            return rng.choice(dim.values)
+        return rng.randrange(dim.low, dim.high + 1, dim.step)  # IntRange
+
+    candidates = []
+    for _ in range(pool):
+        config = space.to_config(space.sample(suggest), preset="cifar", num_classes=10, input_size=input_size)
+        cost = count_cost(config)
+        candidates.append((config, cost.flops, cost.params))
+    candidates.sort(key=lambda c: c[1])
+    targets = np.geomspace(candidates[0][1], candidates[-1][1], count)
+    chosen: list[tuple[GhostNetConfig, int, int]] = []
+    for target in targets:
+        best = min((c for c in candidates if c not in chosen), key=lambda c: abs(math.log(c[1] / target)))
+        chosen.append(best)
+    return sorted(chosen, key=lambda c: c[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = TrainSettings()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--models", type=int, default=16)
+    parser.add_argument("--pool", type=int, default=48, help="uniform samples to pick the spread from")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--subset", type=int, default=2000, help="images of the split, train + validation")
+    parser.add_argument("--val-fraction", type=float, default=0.4)
+    parser.add_argument("--input-size", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="the proxy budget")
+    parser.add_argument("--factor", type=int, default=8, help="the long run trains this many times the budget")
+    parser.add_argument("--also", type=int, nargs="*", default=None, help="other proxy epochs to rank against the same long run (default: half the budget)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--results", type=Path, default=Path("/tmp/ghostnas-bench/proxy_fidelity.jsonl"))
+    parser.add_argument("--resume", action="store_true", help="keep the runs already in --results, add the missing ones")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("evaluators.training", "fvcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    started = time.perf_counter()
+    data = load_dataset(str(args.data))
+    train, val = proxy_split(data, seed=args.seed, subset=args.subset, val_fraction=args.val_fraction)
+    log.info("split: %d train, %d validation images; input %dx%d", len(train), len(val), args.input_size, args.input_size)
+    models = spread_configs(count=args.models, pool=args.pool, seed=args.seed, input_size=args.input_size)
+
+    long_epochs = args.epochs * args.factor
+    also = args.also if args.also is not None else [args.epochs // 2] if args.epochs >= 2 else []
+    epochs_list = sorted({args.epochs, long_epochs, *also})
+    base = dataclasses.replace(defaults, input_size=args.input_size, threads=args.threads, seed=args.seed, progress=False)
+
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    done: dict[str, dict[str, Any]] = {}
+    if args.resume and args.results.exists():
+        done = {row["id"]: row for row in map(json.loads, args.results.read_text().splitlines())}
+    rows = []
+    for i, (config, flops, params) in enumerate(models):
+        row = done.get(config.id) or {"id": config.id, "flops": flops, "params": params, "width": config.width, "runs": {}}
+        rows.append(row)
+        missing = [e for e in epochs_list if str(e) not in row["runs"]]
+        for epochs in missing:
+            try:
+                result = train_proxy(config, train, val, dataclasses.replace(base, epochs=epochs))
+                row["runs"][str(epochs)] = {
+                    "accuracy": result.accuracy,
+                    "seconds": round(sum(result.seconds.values()), 1),
+                    "images_per_second": round(result.images_per_second, 1),
+                }
+            except TrainingFailed as exc:
+                log.warning("model %s, %d epochs: failed: %s", config.id, epochs, exc.reason)
+                row["runs"][str(epochs)] = {"accuracy": None, "failed": exc.reason}
+        if missing:
+            accuracies = {e: row["runs"][str(e)]["accuracy"] for e in epochs_list}
+            log.info("model %d/%d %s: %.1fM MACs, accuracy by epochs %s", i + 1, len(models), config.id, flops / 1e6, accuracies)
+            tmp = args.results.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows + [d for k, d in done.items() if d not in rows]))
+            tmp.replace(args.results)
+
+    report(rows, args=args, proxy=args.epochs, long=long_epochs, others=also, train_size=len(train), val_size=len(val),
+           minutes=(time.perf_counter() - started) / 60)
+    return 0
+
+
+def report(
+    rows: list[dict[str, Any]], *, args: argparse.Namespace, proxy: int, long: int, others: list[int],
+    train_size: int, val_size: int, minutes: float,
+) -> None:
+    def accuracy(row: dict[str, Any], epochs: int) -> float | None:
+        return row["runs"].get(str(epochs), {}).get("accuracy")
+
+    ok = [r for r in rows if all(accuracy(r, e) is not None for e in (proxy, long, *others))]
+    target = [accuracy(r, long) for r in ok]
+    rankers = {f"proxy, default budget ({proxy} epochs)": [accuracy(r, proxy) for r in ok]}
+    rankers.update({f"proxy, {e} epoch(s)": [accuracy(r, e) for r in ok] for e in others})
+    rankers.update({"FLOPs only": [r["flops"] for r in ok], "params only": [r["params"] for r in ok]})
+    compute = sum(run.get("seconds", 0.0) for r in rows for run in r["runs"].values()) / 60
+    print(f"# proxy fidelity: {len(ok)} of {len(rows)} models, CIFAR-10 split {train_size} train / {val_size} val, "
+          f"{args.input_size}x{args.input_size}, long run {args.factor}x = {long} epochs, {args.threads} thread(s)")
+    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_model()}, torch {torch.__version__}, "
+          f"python {platform.python_version()}; this invocation {minutes:.0f} min, all training runs {compute:.0f} min")
+    print()
+    print(f"| ranking by | Kendall tau vs {long}-epoch accuracy | p-value | Spearman | mean accuracy | spread (sd) across models |")
+    print("|---|---|---|---|---|---|")
+    for name, values in rankers.items():
+        tau, p = stats.kendalltau(values, target)
+        rho = stats.spearmanr(values, target).statistic
+        spread = f"{np.mean(values):.3f} | {np.std(values):.3f}" if "only" not in name else "- | -"
+        print(f"| {name} | {tau:.3f} | {p:.2g} | {rho:.3f} | {spread} |")
+    print(f"| (the {long}-epoch run itself) | 1 | - | 1 | {np.mean(target):.3f} | {np.std(target):.3f} |")
+    mean = float(np.mean(target))
+    print(f"\nBinomial standard error of one accuracy at {mean:.2f} on {val_size} images: {math.sqrt(mean * (1 - mean) / val_size):.3f}.")
+    print()
+    columns = sorted({proxy, long, *others})
+    print(f"| model | MACs | params | width | {' | '.join(f'{e} ep' for e in columns)} |")
+    print(f"|---|---|---|---|{'---|' * len(columns)}")
+    for r in rows:
+        cells = [f"{a:.3f}" if (a := accuracy(r, e)) is not None else "failed" if str(e) in r["runs"] else "-" for e in columns]
+        print(f"| {r['id']} | {r['flops'] / 1e6:.1f}M | {r['params'] / 1e6:.2f}M | {r['width']} | {' | '.join(cells)} |")
+
+if __name__ == "__main__":
+    sys.exit(main())
