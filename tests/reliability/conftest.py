@@ -426,3 +426,28 @@ def open_at_once(url: str, tmp_path: Path, space: Path, n: int = 4) -> list[Resu
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+# -- one small finished study, shared -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmallStudy:
+    root: Path
+    url: str
+    out: Path
+    name: str = "kept"
+
+
+@pytest.fixture(scope="session")
+def small_study(tiny_space, tmp_path_factory) -> SmallStudy:
+    """A real two-trial cost-only search (SQLite), made once; tests must only read it."""
+    root = tmp_path_factory.mktemp("small-study")
+    study = SmallStudy(root=root, url=sqlite_url(root / "study.db"), out=root / "run")
+    result = cli(
+        "search", "--space", tiny_space, "--storage", study.url, "--study", study.name, "--out", study.out,
+        *COST_ONLY, "--subset", "300", "--input-size", "16", "--no-baselines", "--no-progress", "--trials", "2",
+    )  # fmt: skip
+    assert result.rc == 0, result.err
+    assert snapshot(study.url, study.name).finished == 2
+    return study
