@@ -1,0 +1,171 @@
+"""Hostile and broken input, one real ``cli.py`` process each: exit status 2, exactly one line on
+stderr (no warnings or log lines before it, no traceback), nothing on stdout, and the study the
+command names left as it was (its storage file's bytes, its trials, the files in its output
+directory), and nothing created in the working directory.
+
+Search cases name an existing study (``--storage/--study/--out`` of a real two-trial search), so a
+command that got as far as the study before failing would show up as a changed fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+PASSWORD = "s3cret-pw"
+
+
+@dataclass
+class Kept:
+    """An existing study and the bad files the cases point at."""
+
+    root: Path
+    url: str
+    out: Path
+    space: Path
+    cwd: Path
+    before: str = ""
+
+    def search(self, *extra: str) -> list[str]:
+        """A search on the kept study with ``extra`` flags (later flags override earlier ones)."""
+        return ["search", "--space", str(self.space), "--storage", self.url, "--study", "kept", "--out", str(self.out),
+                "--objectives", "flops,params", "--subset", "300", "--input-size", "16", "--no-baselines",
+                "--no-progress", "--trials", "2", *extra]  # fmt: skip
+
+    def __truediv__(self, name: str) -> str:
+        return str(self.root / name)
+
+    def fingerprint(self, snapshot) -> str:
+        digest = hashlib.sha256()
+        for path in sorted(p for p in [Path(self.url.removeprefix("sqlite:///")), *self.out.rglob("*")] if p.is_file()):
+            digest.update(str(path).encode() + hashlib.sha256(path.read_bytes()).digest())
+        digest.update(snapshot(self.url, "kept").checksum().encode())
+        return digest.hexdigest()
+
+
+def _png(size: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    image = Image.frombytes("RGB", (size, size), bytes(rng.randrange(256) for _ in range(size * size * 3)))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write_bad_files(root: Path, tiny_space: Path) -> None:
+    def folder(name: str, classes: dict[str, list[bytes]]) -> None:
+        for cls, images in classes.items():
+            (root / name / cls).mkdir(parents=True)
+            for i, data in enumerate(images):
+                (root / name / cls / f"{i}.png").write_bytes(data)
+
+    (root / "empty").mkdir()
+    folder("one-class", {"cat": [_png(16, i) for i in range(4)]})
+    folder("not-images", {"cat": [b"GIF? no, plain text\n"] * 3, "dog": [b"%PDF-1.4 not an image\n"] * 3})
+    whole = _png(64, 99)
+    folder("truncated", {"cat": [_png(64, i) for i in range(3)], "dog": [_png(64, 10), whole[: len(whole) * 2 // 3]]})
+    (root / "a-file").write_text("a regular file: nothing can be created under it\n")
+
+    (root / "not-yaml.yaml").write_text("trials: [1, 2\nsampler: tpe\n")
+    (root / "binary.yaml").write_bytes(b"\x00\x01\x02\xff\xfe binary junk")
+    (root / "wrong-type.yaml").write_text("trials: three\n")
+    (root / "unknown-key.yaml").write_text("trails: 3\n")
+    (root / "not-json.json").write_text('{"cfgs": [[3, 16, 16, 0, 1]], "width": }')
+    (root / "wrong-type.json").write_text('{"cfgs": [[["three", 16, 16, 0, 1]]], "width": 1.0}')
+
+    space = yaml.safe_load(tiny_space.read_text())
+
+    def variant(name: str, change) -> None:
+        data = yaml.safe_load(yaml.safe_dump(space))
+        change(data)
+        (root / name).write_text(yaml.safe_dump(data))
+
+    variant("space-range.yaml", lambda s: s["stages"][0].update(exp={"low": 40, "high": 16, "step": 8}))
+    variant("space-empty.yaml", lambda s: s.update(width={"choices": []}))
+    variant("space-unknown.yaml", lambda s: s.update(colour="blue"))
+    variant("space-type.yaml", lambda s: s["stages"][0].update(depth="deep"))
+    (root / "space-not-yaml.yaml").write_text("stages: [ {depth: 1\n")
+
+
+@pytest.fixture(scope="module")
+def kept(h, tiny_space, small_study, tmp_path_factory) -> Kept:
+    kept = Kept(root=tmp_path_factory.mktemp("bad-input"), url=small_study.url, out=small_study.out, space=tiny_space, cwd=Path())
+    kept.cwd = kept.root / "cwd"
+    kept.cwd.mkdir()
+    _write_bad_files(kept.root, tiny_space)
+    kept.before = kept.fingerprint(h.snapshot)
+    return kept
+
+
+# (id, argv from the Kept paths, what the one line must say)
+CASES = [
+    # unknown flags and values
+    ("unknown-flag", lambda k: k.search("--bogus"), "unrecognized arguments: --bogus"),
+    ("unknown-command", lambda k: ["frobnicate"], "invalid choice: 'frobnicate'"),
+    ("not-a-number", lambda k: k.search("--trials", "three"), "invalid int value: 'three'"),
+    ("unknown-device", lambda k: k.search("--device", "tpu"), "invalid choice: 'tpu'"),
+    ("unknown-sampler", lambda k: k.search("--sampler", "cmaes"), "unknown sampler 'cmaes'"),
+    ("unknown-objective", lambda k: k.search("--objectives", "accuracy,speed"), "unknown objective speed"),
+    ("unknown-format", lambda k: ["export", "--study", "kept", "--storage", k.url, "--format", "xls"], "invalid choice: 'xls'"),
+    # malformed limits, negative and zero counts
+    ("limit-10Q", lambda k: k.search("--max-flops", "10Q"), "--max-flops must be a number"),
+    ("trials-0", lambda k: k.search("--trials", "0"), "--trials must be a positive integer, got 0"),
+    ("workers-minus-1", lambda k: k.search("--workers", "-1"), "--workers must be a positive integer, got -1"),
+    ("timeout-0", lambda k: k.search("--timeout", "0"), "--timeout must be a positive number"),
+    ("input-size-huge", lambda k: k.search("--input-size", "100000"), "input_size must be an integer in [8, 1024]"),
+    ("bad-study-name", lambda k: k.search("--study", "../../etc"), "study name must be"),
+    # config and space files: not YAML/JSON, wrong types, unknown keys, impossible ranges, empty choices
+    ("config-not-yaml", lambda k: k.search("--config", k / "not-yaml.yaml"), "is not valid YAML/JSON"),
+    ("config-binary", lambda k: k.search("--config", k / "binary.yaml"), "is not a text file (not UTF-8)"),
+    ("config-wrong-type", lambda k: k.search("--config", k / "wrong-type.yaml"), "trials has the wrong type (str)"),
+    ("config-unknown-key", lambda k: k.search("--config", k / "unknown-key.yaml"), "unknown setting(s) trails"),
+    ("space-not-yaml", lambda k: k.search("--space", k / "space-not-yaml.yaml"), "is not valid YAML"),
+    ("space-impossible-range", lambda k: k.search("--space", k / "space-range.yaml"), "impossible range low=40 high=16"),
+    ("space-empty-choices", lambda k: k.search("--space", k / "space-empty.yaml"), "choices must be a non-empty list"),
+    ("space-unknown-key", lambda k: k.search("--space", k / "space-unknown.yaml"), "unknown key(s) colour"),
+    ("space-wrong-type", lambda k: k.search("--space", k / "space-type.yaml"), "got 'deep'"),
+    ("space-binary", lambda k: k.search("--space", k / "binary.yaml"), "is not a text file (not UTF-8)"),
+    ("cfg-not-json", lambda k: ["eval", "--cfg", k / "not-json.json", "--skip-accuracy", "--skip-latency"], "is not valid JSON"),
+    ("cfg-wrong-type", lambda k: ["eval", "--cfg", k / "wrong-type.json", "--skip-accuracy", "--skip-latency"], "kernel must be a positive odd integer, got 'three'"),
+    ("cfg-binary", lambda k: ["eval", "--cfg", k / "binary.yaml", "--skip-accuracy", "--skip-latency"], "is not a text file (not UTF-8)"),
+    # data paths: missing, empty, one class, not images, truncated images
+    ("data-missing", lambda k: k.search("--dataset", k / "nope"), "neither a known name"),
+    ("data-empty", lambda k: k.search("--dataset", k / "empty"), "contains no images"),
+    ("data-one-class", lambda k: k.search("--dataset", k / "one-class"), "only one class folder"),
+    ("data-not-images", lambda k: k.search("--dataset", k / "not-images"), "not in a format PIL can identify"),
+    ("data-truncated", lambda k: k.search("--dataset", k / "truncated"), "dog/1.png"),
+    # storage URLs: unreachable (with a password), malformed, in memory, unwritable
+    ("pg-unreachable", lambda k: k.search("--storage", f"postgresql://u:{PASSWORD}@127.0.0.1:1/x"), "Connection refused"),
+    ("pg-malformed", lambda k: k.search("--storage", f"postgresql://u:{PASSWORD}@[::1/x"), "cannot open storage"),
+    ("sqlite-in-memory", lambda k: k.search("--storage", "sqlite:///"), "give SQLite a file"),
+    ("storage-not-a-db", lambda k: ["show", "--study", "kept", "--storage", f"sqlite:///{k / 'not-yaml.yaml'}"], "file is not a database"),
+    ("storage-unwritable", lambda k: k.search("--storage", f"journal:{k / 'a-file'}/study.log"), "cannot create"),
+    # a study that does not exist
+    ("show-no-study", lambda k: ["show", "--study", "nope", "--storage", k.url], "study 'nope' does not exist"),
+    ("export-no-study", lambda k: ["export", "--study", "nope", "--storage", k.url], "study 'nope' does not exist"),
+    ("plot-no-study", lambda k: ["plot", "--study", "nope", "--storage", k.url], "study 'nope' does not exist"),
+    ("show-no-storage", lambda k: ["show", "--study", "nope"], "no SQLite storage at runs/nope/study.db"),
+    # an output directory that is not writable (under a regular file: root ignores permissions)
+    ("search-out", lambda k: k.search("--out", k / "a-file/run"), "Not a directory"),
+    ("export-out", lambda k: ["export", "--study", "kept", "--storage", k.url, "--out", k / "a-file/front.csv"], "cannot write"),
+    ("plot-out", lambda k: ["plot", "--study", "kept", "--storage", k.url, "--out", k / "a-file/plots"], "Not a directory"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_the_study_untouched(h, kept, argv, message):
+    result = h.cli(*argv(kept), cwd=kept.cwd)
+    lines = result.err.splitlines()
+    assert result.rc == 2, result.err
+    assert len(lines) == 1 and lines[0].startswith("ghostnas: error: "), result.err
+    assert message in lines[0]
+    assert result.out == ""
+    assert PASSWORD not in result.err
+    assert kept.fingerprint(h.snapshot) == kept.before, "the study or its outputs changed"
+    assert not list(kept.cwd.iterdir()), "the command left files in the working directory"
