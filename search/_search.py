@@ -441,7 +441,7 @@ def _run_workers(settings: SearchSettings, worker: _Worker, deadline: float | No
     for p in procs:
         p.start()
     try:
-        while any(p.is_alive() for p in procs):
+        while any([p.is_alive() for p in procs]):  # a list: every dead worker is reaped, not only the first
             progress.update(worker.study.get_trials(deepcopy=False), worker.study)
             time.sleep(1.0)
     except KeyboardInterrupt:

@@ -173,11 +173,24 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # alive, owned by someone else
         return True
-    return True
+    try:  # a zombie (dead, not yet reaped by its parent) still answers kill(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (not Linux): trust kill
+        return True
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
-    """Optuna's heartbeat check (RDB storages), without its "experimental" warning."""
+    """Optuna's heartbeat check (RDB storages), without its "experimental" warning, and with
+    the reason recorded on each stale trial first (a finished trial takes no more attributes)."""
+    storage = study._storage  # RDBStorage, or Optuna's cache around it: both have heartbeats
+    if getattr(storage, "get_heartbeat_interval", lambda: None)():
+        for trial_id in storage._get_stale_trial_ids(study._study_id):
+            worker = storage.get_trial(trial_id).user_attrs.get("worker") or {}
+            reason = f"worker process {worker.get('pid', '?')} on {worker.get('host', '?')} sent no heartbeat for {6 * HEARTBEAT_SECONDS} s"
+            try:
+                storage.set_trial_user_attr(trial_id, "failed", reason)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another process failed it first
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
