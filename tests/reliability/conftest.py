@@ -145,7 +145,7 @@ def wait_for(what: str, predicate, *, timeout: float = 120.0, interval: float = 
 def wait_hang(logs: Path, procs=(), timeout: float = 180.0) -> int:
     """The pid of the first process whose evaluation hangs (``hang`` fault), once it does."""
     def marker():
-        found = sorted(logs.glob("hang-*"))
+        found = sorted(logs.glob("hang-[0-9]*"))
         return int(found[0].read_text()) if found and found[0].read_text() else None
 
     return wait_for("a hanging trial", marker, timeout=timeout, procs=procs)
@@ -202,7 +202,7 @@ def cli(*args: str, faults: str | None = None, timeout: float = 300, cwd: Path |
     return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
 
 
-def spawn(*args: str, logs: Path, faults: str | None = None, new_session: bool = False) -> Proc:
+def spawn(*args: str, logs: Path, faults: str | None = None, new_session: bool = False, env: dict | None = None) -> Proc:
     """Start the command line; ``new_session`` gives it its own process group (for Ctrl-C).
 
     Its output goes to files in ``logs``, which is also where a ``hang`` fault leaves its marker.
@@ -213,7 +213,7 @@ def spawn(*args: str, logs: Path, faults: str | None = None, new_session: bool =
     with open(out, "w") as out_file, open(err, "w") as err_file:
         proc = Proc(
             [sys.executable, str(FAULTY_CLI), *map(str, args)], stdout=out_file, stderr=err_file,
-            stdin=subprocess.DEVNULL, env=_env(faults, logs), cwd=REPO, start_new_session=new_session,
+            stdin=subprocess.DEVNULL, env={**_env(faults, logs), **(env or {})}, cwd=REPO, start_new_session=new_session,
         )  # fmt: skip
     proc.out_path, proc.err_path = out, err
     return proc
@@ -268,8 +268,10 @@ class Postgres:
     root: Path
     password: str = PG_PASSWORD
 
-    def url(self, *, password: str = PG_PASSWORD, db: str = PG_DB) -> str:
-        return f"postgresql://{PG_USER}:{password}@127.0.0.1:{self.port}/{db}"
+    def url(self, *, password: str | None = PG_PASSWORD, db: str = PG_DB) -> str:
+        """The URL of database ``db``; ``password=None`` leaves it out (libpq then reads PGPASSWORD)."""
+        credentials = PG_USER if password is None else f"{PG_USER}:{password}"
+        return f"postgresql://{credentials}@127.0.0.1:{self.port}/{db}"
 
     def createdb(self, name: str) -> str:
         _pg_run(self.bindir / "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER, name, as_user=None)
@@ -406,7 +408,7 @@ create_or_load_study(settings, space)
 """
 
 
-def open_at_once(url: str, tmp_path: Path, space: Path, n: int = 4) -> list[Result]:
+def open_at_once(url: str, tmp_path: Path, space: Path, n: int = 3) -> list[Result]:
     """``n`` processes create-or-load one study on a fresh storage at the same instant."""
     out = tmp_path / "race"
     out.mkdir()

@@ -14,6 +14,8 @@ fault to the process of that multiprocessing name (``MainProcess``, ``worker-0``
 * ``oom``: ``torch.OutOfMemoryError``, as a CUDA allocation failure raises it,
 * ``hang``: sleeps until the process is killed or interrupted, after writing its pid to
   ``$GHOSTNAS_FAULT_DIR/hang-<pid>`` so that a test knows whom to kill, and when,
+* ``hang-once``: ``hang`` in the first process to get there only (the others go on), so that
+  with ``--workers`` one worker hangs whichever of them starts first,
 * ``sleep:S``: sleeps S seconds, then evaluates normally.
 
 The faults are installed at import, so ``--workers`` children (spawned: they import this file
@@ -55,8 +57,15 @@ def _install(spec: str) -> None:
             raise RuntimeError(f"injected fault in evaluation {call}")
         if fault == "oom":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected)")
+        folder = Path(os.environ.get("GHOSTNAS_FAULT_DIR", "."))
+        if fault == "hang-once":
+            try:
+                os.close(os.open(folder / "hang-once", os.O_CREAT | os.O_EXCL))
+                fault = "hang"
+            except FileExistsError:
+                fault = ""
         if fault == "hang":
-            marker = Path(os.environ.get("GHOSTNAS_FAULT_DIR", ".")) / f"hang-{os.getpid()}"
+            marker = folder / f"hang-{os.getpid()}"
             marker.write_text(str(os.getpid()))
             while True:
                 time.sleep(1)

@@ -22,7 +22,9 @@ def test_three_workers_share_one_postgresql_study(h, postgres, cost_flags, tmp_p
         if i == 0:
             flags.append("--progress")  # the progress bar's lines are checked for the password too
         runs.append(tmp_path / f"machine{i}")
-        procs.append(h.spawn("search", *flags, "--storage", url, "--study", "pg", "--trials", TRIALS, "--seed", i, logs=tmp_path / "logs"))
+        # The third keeps the password out of its command line (ps, shell history): libpq reads PGPASSWORD.
+        storage, env = (url, None) if i < 2 else (postgres.url(password=None, db="three"), {"PGPASSWORD": postgres.password})
+        procs.append(h.spawn("search", *flags, "--storage", storage, "--study", "pg", "--trials", TRIALS, "--seed", i, logs=tmp_path / "logs", env=env))
     results = [p.finish() for p in procs]
     for result in results:
         assert result.rc == 0 and result.clean(), result.err
@@ -61,5 +63,5 @@ def test_postgresql_errors_are_one_line_without_the_password(h, postgres):
 def test_first_opens_of_a_fresh_postgresql_database_at_once(h, postgres, tiny_space, tmp_path):
     url = postgres.createdb("race")
     results = h.open_at_once(url, tmp_path, tiny_space)
-    assert [r.rc for r in results] == [0, 0, 0, 0], [r.err[-600:] for r in results]
+    assert [r.rc for r in results] == [0, 0, 0], [r.err[-600:] for r in results]
     assert h.snapshot(url, "race").user_attrs["objectives"] == ["flops", "params"]
