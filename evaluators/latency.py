@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from evaluators._denormals import flush_denormals
 from spaces import GhostNetConfig, build_model, reference
 
 __all__ = ["LatencyProbe", "LatencyResult", "LatencySettings", "cpu_model", "default_cache_dir"]
@@ -177,19 +178,18 @@ class LatencyProbe:
     def _timing_context(self) -> Iterator[None]:
         """Fixed threads, flush-denormal, cudnn autotuning and no GC pauses while probing.
 
-        The previous thread count and cudnn flag come back afterwards, so a trainer in the same
-        process keeps its own. Flush-denormal stays on: torch has no getter to restore it, and
-        the trainer turns it on too.
+        The previous thread count, denormal mode and cudnn flag come back afterwards, so a
+        trainer in the same process keeps its own.
         """
         previous_threads = torch.get_num_threads()
         previous_benchmark = torch.backends.cudnn.benchmark
         gc_was_enabled = gc.isenabled()
         torch.set_num_threads(self.settings.threads)
-        torch.set_flush_denormal(True)
         torch.backends.cudnn.benchmark = True
         gc.disable()  # a collection inside one timed run is an outlier we can avoid
         try:
-            yield
+            with flush_denormals():
+                yield
         finally:
             if gc_was_enabled:
                 gc.enable()

@@ -17,7 +17,9 @@ import math
 import multiprocessing
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -149,9 +151,55 @@ def enqueue_baselines(
 # -- one worker -----------------------------------------------------------------------------------
 
 
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a KeyboardInterrupt where stopping is safe.
+
+    While a trial is being evaluated the interrupt comes at once (Optuna then records the trial
+    FAIL); anywhere else it waits for the worker loop's next ``check``, so Optuna is never cut
+    off while it writes a trial's outcome (it then crashes on its own half-set state).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._immediate = False
+
+    @contextlib.contextmanager
+    def catching(self, *signals: signal.Signals) -> Iterator[None]:
+        """Handle ``signals`` inside the block (the previous handlers come back after it).
+        Only the main thread can set handlers; elsewhere the block runs with the default ones."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {signum: signal.signal(signum, self._handle) for signum in signals}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        if self._immediate:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        self._immediate = True
+        try:
+            self.check()
+            yield
+        finally:
+            self._immediate = False
+
+
 class _Worker:
-    def __init__(self, settings: SearchSettings, *, index: int = 0) -> None:
+    def __init__(self, settings: SearchSettings, *, index: int = 0, stop: _StopRequest | None = None) -> None:
         self.settings = settings
+        self.stop = stop or _StopRequest()
         self.space = load_space(settings.space)
         data = load_dataset(settings.dataset, data_root=settings.data_root, download=settings.download)
         self.data = proxy_split(data, seed=settings.seed, val_fraction=settings.val_fraction, subset=settings.subset)
@@ -242,7 +290,8 @@ class _Worker:
             return self._limit_reason(scores)
 
         try:
-            evaluation = self.evaluator.evaluate(config, gate=gate, on_epoch=on_epoch)
+            with self.stop.interruptible():
+                evaluation = self.evaluator.evaluate(config, gate=gate, on_epoch=on_epoch)
         except TrainingFailed as exc:
             self._fail(trial, f"training failed: {exc.reason}")
         except (torch.OutOfMemoryError, MemoryError):
@@ -301,6 +350,7 @@ class _Worker:
         """Run trials until the study has ``target`` finished ones; False if stopped by the deadline."""
         failures = 0
         while True:
+            self.stop.check()
             lock.acquire()
             try:
                 fail_dead_local_trials(self.study)
@@ -332,6 +382,7 @@ class _Worker:
                     raise SearchError(f"{failures} trials in a row failed; the last: {mine[-1].user_attrs.get('failed')}")
             else:
                 failures = 0
+            self.stop.check()
 
 
 class _AskLock:
@@ -369,16 +420,12 @@ def _suggest(trial: Trial, name: str, dim: Dimension) -> Any:
 
 def _worker_main(settings: SearchSettings, index: int, target: int, deadline_in: float | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops workers; Ctrl-C reaches it
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    stop = _StopRequest()
     _configure_worker_logging()
     deadline = time.monotonic() + deadline_in if deadline_in is not None else None
-    worker = _Worker(settings, index=index)
-    with contextlib.suppress(KeyboardInterrupt):
+    with stop.catching(signal.SIGTERM), contextlib.suppress(KeyboardInterrupt):
+        worker = _Worker(settings, index=index, stop=stop)
         worker.work(target=target, deadline=deadline, lock=_AskLock(settings.out_dir / ".ask.lock"))
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _configure_worker_logging() -> None:
@@ -408,12 +455,13 @@ def run_search(settings: SearchSettings) -> SearchSummary:
     with logging_redirect_tqdm() if settings.progress else contextlib.nullcontext():
         try:
             if settings.workers == 1:
-                completed = worker.work(target=settings.trials, deadline=deadline, lock=lock, progress=progress)
+                with worker.stop.catching(signal.SIGINT, signal.SIGTERM):
+                    completed = worker.work(target=settings.trials, deadline=deadline, lock=lock, progress=progress)
             else:
                 completed = _run_workers(settings, worker, deadline, progress)
         except KeyboardInterrupt:
             interrupted, completed = True, False
-            log.warning("interrupted: the running trial was marked failed; run the same command to resume")
+            log.warning("interrupted: a trial cut off is marked failed; run the same command to resume")
         finally:
             lock.release()
             progress.update(worker.study.get_trials(deepcopy=False), worker.study)

@@ -94,6 +94,7 @@ def test_process_state_is_restored(probe: LatencyProbe) -> None:
         assert torch.get_num_threads() == 2
         assert torch.equal(torch.rand(3), expected)
         assert result.env["threads"] == 1
+        assert sys.float_info.min / 2 > 0  # subnormals are back: flush-to-zero was for the probe only
     finally:
         torch.set_num_threads(previous)
 

@@ -5,6 +5,7 @@ timings of a shared 2-core machine do not matter."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pytest
 import torch
@@ -64,6 +65,7 @@ def test_same_seed_same_result_and_the_callers_random_state_is_kept(small: tuple
     state = torch.get_rng_state()
     first = train_proxy(config, *small, one_epoch)
     assert torch.equal(torch.get_rng_state(), state)
+    assert sys.float_info.min / 2 > 0  # flush-to-zero was for training only
     second = train_proxy(config, *small, one_epoch)
     assert (first.accuracy, first.loss_sum) == (second.accuracy, second.loss_sum)
     other = train_proxy(config, *small, dataclasses.replace(one_epoch, seed=1))

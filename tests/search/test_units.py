@@ -83,3 +83,28 @@ def test_config_file_settings(tmp_path):
     path.write_text("[1, 2")
     with pytest.raises(SearchError, match="not valid YAML"):
         SearchSettings.from_file(path)
+
+
+def test_a_stop_signal_interrupts_an_evaluation_at_once_and_waits_anywhere_else():
+    import os
+    import signal
+    import time
+
+    from search._search import _StopRequest
+
+    stop = _StopRequest()
+    before = signal.getsignal(signal.SIGTERM)
+    with stop.catching(signal.SIGTERM):
+        os.kill(os.getpid(), signal.SIGTERM)  # outside an evaluation (Optuna writing a result): deferred
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            stop.check()
+        with pytest.raises(KeyboardInterrupt), stop.interruptible():  # already requested: no new evaluation
+            pytest.fail("the evaluation started after a stop")
+
+    stop = _StopRequest()
+    with stop.catching(signal.SIGTERM), pytest.raises(KeyboardInterrupt), stop.interruptible():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs here at the latest
+        pytest.fail("the evaluation was not interrupted")
+    assert signal.getsignal(signal.SIGTERM) is before
