@@ -62,7 +62,11 @@ class Evaluator:
         *,
         gate: Gate | None = None,
         on_epoch: Callable[[int, float], bool] | None = None,
+        check_stop: Callable[[], None] | None = None,
     ) -> Evaluation:
+        """All scores of ``config``. ``check_stop`` is called where stopping is safe (before each
+        stage, at each training step); whatever it raises ends the evaluation there."""
+        check_stop = check_stop or _go_on
         if self.data is not None and config.num_classes != len(self.data[0].classes):
             config = config.replace(num_classes=len(self.data[0].classes))
         scores: dict[str, float] = {}
@@ -76,6 +80,7 @@ class Evaluator:
             seconds["total"] = time.perf_counter() - start
             return Evaluation(config=config, scores=scores, seconds=seconds, env=self.env(), **results)
 
+        check_stop()
         t = time.perf_counter()
         cost = count_cost(config)
         scores.update(flops=float(cost.flops), params=float(cost.params))
@@ -85,6 +90,7 @@ class Evaluator:
 
         latency = None
         if self.probe is not None:
+            check_stop()
             t = time.perf_counter()
             latency = self.probe.measure(config)
             scores["latency_ms"] = latency.median_ms
@@ -95,7 +101,7 @@ class Evaluator:
         training = None
         if self.data is not None:
             t = time.perf_counter()
-            training = train_proxy(config, *self.data, self.train_settings, on_epoch=on_epoch)
+            training = train_proxy(config, *self.data, self.train_settings, on_epoch=on_epoch, check_stop=check_stop)
             scores["accuracy"] = training.accuracy
             seconds["train"] = time.perf_counter() - t
         return done(latency=latency, training=training)
@@ -108,3 +114,7 @@ class Evaluator:
             "python": platform.python_version(),
             "threads": torch.get_num_threads(),
         }
+
+
+def _go_on() -> None:
+    pass

@@ -108,6 +108,7 @@ def train_proxy(
     settings: TrainSettings = TrainSettings(),
     *,
     on_epoch: Callable[[int, float], bool] | None = None,
+    check_stop: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train a fresh model for ``config`` on ``train``, return its top-1 accuracy on ``val``.
 
@@ -115,7 +116,8 @@ def train_proxy(
     are resized once, here (a no-op when they already have the size). ``on_epoch(epoch,
     accuracy)`` runs after each epoch (``epoch`` counts from 1) with the accuracy the result would
     report if training stopped there; returning False stops it. Without a callback only the
-    final model is evaluated. Seeds are fixed per call, and the caller's random state is kept.
+    final model is evaluated. ``check_stop()`` runs before every step; whatever it raises ends
+    the run there (a search stopping). Seeds are fixed per call, and the caller's random state is kept.
     """
     if train.classes != val.classes:
         raise ValueError(f"train and validation sets disagree on classes: {train.name} vs {val.name}")
@@ -127,7 +129,7 @@ def train_proxy(
     cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with _threads(settings.threads), flush_denormals(), torch.random.fork_rng(devices=cuda_devices):
         try:
-            return _Run(config, train, val, settings, device).run(on_epoch)
+            return _Run(config, train, val, settings, device).run(on_epoch, check_stop)
         except torch.OutOfMemoryError as exc:
             raise TrainingFailed(f"out of memory on {device}: {_first_line(exc)}") from None
         except MemoryError:
@@ -194,7 +196,7 @@ class _Run:
         )
         self.seconds["build"] = time.perf_counter() - t
 
-    def run(self, on_epoch: Callable[[int, float], bool] | None) -> TrainResult:
+    def run(self, on_epoch: Callable[[int, float], bool] | None, check_stop: Callable[[], None] | None) -> TrainResult:
         settings = self.settings
         total_steps = settings.epochs * self.steps_per_epoch
         warmup = int(total_steps * settings.warmup_fraction)
@@ -218,6 +220,8 @@ class _Run:
                 self.model.train()
                 order = torch.randperm(len(self.train_labels), generator=self.generator).to(self.device)
                 for i in range(self.steps_per_epoch):
+                    if check_stop is not None:
+                        check_stop()
                     lr = _learning_rate(step, total_steps=total_steps, warmup=warmup, peak=settings.lr)
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr

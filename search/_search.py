@@ -152,16 +152,18 @@ def enqueue_baselines(
 
 
 class _StopRequest:
-    """Turns SIGINT/SIGTERM into a KeyboardInterrupt where stopping is safe.
+    """Ctrl-C and SIGTERM, honoured where stopping is safe.
 
-    While a trial is being evaluated the interrupt comes at once (Optuna then records the trial
-    FAIL); anywhere else it waits for the worker loop's next ``check``, so Optuna is never cut
-    off while it writes a trial's outcome (it then crashes on its own half-set state).
+    The first signal only sets a flag. ``check`` raises KeyboardInterrupt once it is set; the
+    worker loop calls it between trials and the evaluation at every training step (Optuna then
+    records the running trial FAIL). Raising from the handler itself could cut Optuna off while
+    it writes a trial (it then crashes on its half-set state) or land in a finalizer, where
+    Python prints and drops it. A second signal does raise at once, for an evaluation stuck
+    where it never checks.
     """
 
     def __init__(self) -> None:
         self.requested = False
-        self._immediate = False
 
     @contextlib.contextmanager
     def catching(self, *signals: signal.Signals) -> Iterator[None]:
@@ -178,22 +180,13 @@ class _StopRequest:
                 signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        if self._immediate:
+        if self.requested:
             raise KeyboardInterrupt
+        self.requested = True
 
     def check(self) -> None:
         if self.requested:
             raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def interruptible(self) -> Iterator[None]:
-        self._immediate = True
-        try:
-            self.check()
-            yield
-        finally:
-            self._immediate = False
 
 
 class _Worker:
@@ -290,8 +283,7 @@ class _Worker:
             return self._limit_reason(scores)
 
         try:
-            with self.stop.interruptible():
-                evaluation = self.evaluator.evaluate(config, gate=gate, on_epoch=on_epoch)
+            evaluation = self.evaluator.evaluate(config, gate=gate, on_epoch=on_epoch, check_stop=self.stop.check)
         except TrainingFailed as exc:
             self._fail(trial, f"training failed: {exc.reason}")
         except (torch.OutOfMemoryError, MemoryError):
@@ -418,6 +410,10 @@ def _suggest(trial: Trial, name: str, dim: Dimension) -> Any:
     raise TypeError(f"fixed dimension {name} is not sampled")
 
 
+# Seconds a stopped worker gets to reach a safe point before it is killed.
+STOP_GRACE_S = 30.0
+
+
 def _worker_main(settings: SearchSettings, index: int, target: int, deadline_in: float | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops workers; Ctrl-C reaches it
     stop = _StopRequest()
@@ -454,11 +450,11 @@ def run_search(settings: SearchSettings) -> SearchSummary:
     # Log lines go above the bar instead of through it.
     with logging_redirect_tqdm() if settings.progress else contextlib.nullcontext():
         try:
-            if settings.workers == 1:
-                with worker.stop.catching(signal.SIGINT, signal.SIGTERM):
+            with worker.stop.catching(signal.SIGINT, signal.SIGTERM):
+                if settings.workers == 1:
                     completed = worker.work(target=settings.trials, deadline=deadline, lock=lock, progress=progress)
-            else:
-                completed = _run_workers(settings, worker, deadline, progress)
+                else:
+                    completed = _run_workers(settings, worker, deadline, progress)
         except KeyboardInterrupt:
             interrupted, completed = True, False
             log.warning("interrupted: a trial cut off is marked failed; run the same command to resume")
@@ -490,13 +486,21 @@ def _run_workers(settings: SearchSettings, worker: _Worker, deadline: float | No
         p.start()
     try:
         while any([p.is_alive() for p in procs]):  # a list: every dead worker is reaped, not only the first
+            worker.stop.check()
             progress.update(worker.study.get_trials(deepcopy=False), worker.study)
             time.sleep(1.0)
     except KeyboardInterrupt:
         for p in procs:
-            p.terminate()  # SIGTERM: each worker marks its running trial failed and exits
+            p.terminate()  # SIGTERM: each worker marks its running trial failed at its next step and exits
+        give_up = time.monotonic() + STOP_GRACE_S
         for p in procs:
+            p.join(max(0.0, give_up - time.monotonic()))
+        stuck = [p for p in procs if p.is_alive()]
+        for p in stuck:  # an evaluation that never reached a check: its trial is failed as a dead worker's
+            p.kill()
             p.join()
+        if stuck:
+            fail_dead_local_trials(worker.study)
         raise
     finished = sum(t.state in FINISHED for t in worker.study.get_trials(deepcopy=False))
     return finished >= settings.trials

@@ -79,6 +79,21 @@ def test_exploding_loss_fails_with_a_reason(small: tuple[ImageSet, ImageSet], co
     assert ("loss became" in info.value.reason or "diverged" in info.value.reason) and "\n" not in info.value.reason
 
 
+def test_check_stop_runs_before_every_step_and_what_it_raises_ends_the_run(small: tuple[ImageSet, ImageSet], config) -> None:
+    steps: list[int] = []
+
+    def check_stop() -> None:
+        steps.append(len(steps))
+        if len(steps) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_proxy(config, *small, TINY, check_stop=check_stop)
+    assert len(steps) == 3
+    whole = train_proxy(config, *small, TINY, check_stop=lambda: steps.append(0))
+    assert len(steps) == 3 + whole.epochs_run * (len(small[0]) // TINY.batch_size)
+
+
 def test_time_limit_fails_rather_than_hangs(small: tuple[ImageSet, ImageSet], config) -> None:
     with pytest.raises(TrainingFailed, match="time limit of 0.001 s"):
         train_proxy(config, *small, dataclasses.replace(TINY, time_limit_s=0.001))

@@ -368,6 +368,49 @@ def postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
+# -- what the tests saw, for docs/RELIABILITY.md ---------------------------------------------------
+#
+#   GHOSTNAS_RELIABILITY_REPORT=/tmp/reliability.md pytest tests/reliability
+#
+# writes the counts each test asserted and the one line each bad input got, as Markdown tables.
+
+_SEEN: dict[str, list[dict]] = {"counts": [], "bad_input": []}
+
+
+def _current_test() -> str:
+    return os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0].split("::", 1)[-1]
+
+
+def assert_whole(snap: Snapshot, trials: int) -> None:
+    """Exactly ``trials`` finished, numbers 0..n-1 once each (no duplicates), none left RUNNING."""
+    _SEEN["counts"].append({
+        "test": _current_test(), "expected": trials, "found": snap.finished, "duplicates": snap.duplicates,
+        "failed": Counter(str(t.user_attrs.get("failed", "?")).split(":")[0] for t in snap.failed),
+    })  # fmt: skip
+    assert snap.finished == trials, snap.summary()
+    assert snap.duplicates == 0 and snap.numbers_ok(), snap.summary()
+    assert snap.count(TrialState.RUNNING) == 0, snap.summary()
+
+
+def record_bad_input(result: Result) -> None:
+    _SEEN["bad_input"].append({"case": _current_test().split("[", 1)[-1].rstrip("]"), "rc": result.rc, "line": result.err.strip()})
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    path = os.environ.get("GHOSTNAS_RELIABILITY_REPORT")
+    if not path or not any(_SEEN.values()):
+        return
+    lines = ["| test | trials expected | finished found | duplicates | failed (reason: count) |", "|---|---|---|---|---|"]
+    for row in _SEEN["counts"]:
+        failed = ", ".join(f"{reason}: {n}" for reason, n in sorted(row["failed"].items())) or "none"
+        lines.append(f"| `{row['test']}` | {row['expected']} | {row['found']} | {row['duplicates']} | {failed} |")
+    lines += ["", "| bad input | exit | the one line on stderr |", "|---|---|---|"]
+    for row in _SEEN["bad_input"]:
+        line = row["line"].replace("|", "\\|").replace(str(Path(tempfile.gettempdir())), "$TMP")
+        lines.append(f"| `{row['case']}` | {row['rc']} | {line} |")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
 # -- the helpers, as fixtures ---------------------------------------------------------------------
 
 
@@ -381,6 +424,8 @@ class Harness:
     wait_hang = staticmethod(wait_hang)
     open_at_once = staticmethod(lambda *a, **k: open_at_once(*a, **k))
     running_trial = staticmethod(running_trial)
+    assert_whole = staticmethod(assert_whole)
+    record_bad_input = staticmethod(record_bad_input)
     storage_url = staticmethod(storage_url)
     sqlite_url = staticmethod(sqlite_url)
     journal_url = staticmethod(journal_url)

@@ -12,8 +12,10 @@ fault to the process of that multiprocessing name (``MainProcess``, ``worker-0``
 * ``raise``: a RuntimeError from the evaluation (a bug, a shape the kernels reject),
 * ``nan``: the evaluation completes but every score is NaN,
 * ``oom``: ``torch.OutOfMemoryError``, as a CUDA allocation failure raises it,
-* ``hang``: sleeps until the process is killed or interrupted, after writing its pid to
-  ``$GHOSTNAS_FAULT_DIR/hang-<pid>`` so that a test knows whom to kill, and when,
+* ``hang``: an evaluation that never ends by itself (a long training run): it writes its pid
+  to ``$GHOSTNAS_FAULT_DIR/hang-<pid>`` so that a test knows whom to kill, and when, then
+  sleeps, calling the evaluation's ``check_stop`` as a training step would, until the process
+  is killed or stopped,
 * ``hang-once``: ``hang`` in the first process to get there only (the others go on), so that
   with ``--workers`` one worker hangs whichever of them starts first,
 * ``sleep:S``: sleeps S seconds, then evaluates normally.
@@ -67,8 +69,10 @@ def _install(spec: str) -> None:
         if fault == "hang":
             marker = folder / f"hang-{os.getpid()}"
             marker.write_text(str(os.getpid()))
+            check_stop = kwargs.get("check_stop") or (lambda: None)
             while True:
-                time.sleep(1)
+                check_stop()
+                time.sleep(0.1)
         if fault.startswith("sleep:"):
             time.sleep(float(fault.removeprefix("sleep:")))
         evaluation = original(self, config, **kwargs)

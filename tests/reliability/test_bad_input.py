@@ -161,6 +161,7 @@ CASES = [
 @pytest.mark.parametrize(("argv", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_the_study_untouched(h, kept, argv, message):
     result = h.cli(*argv(kept), cwd=kept.cwd)
+    h.record_bad_input(result)
     lines = result.err.splitlines()
     assert result.rc == 2, result.err
     assert len(lines) == 1 and lines[0].startswith("ghostnas: error: "), result.err
