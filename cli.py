@@ -30,7 +30,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as one line (its default prints the usage block too)."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("ghostnas").strip()  # "search" for a sub-command's parser
+        raise UsageError(f"{command}: {message}" if command else message)
 
 
 # -- flags ----------------------------------------------------------------------------------------

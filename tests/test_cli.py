@@ -95,7 +95,7 @@ def test_search_show_export_plot_end_to_end(capsys, fast_flags, tmp_path):
         (["search", "--sampler", "cmaes"], "unknown sampler"),
         (["search", "--max-flops", "10Q"], "--max-flops must be a number"),
         (["search", "--trials", "0"], "--trials must be a positive integer"),
-        (["search", "--trials", "three"], "invalid int value"),
+        (["search", "--trials", "three"], "ghostnas: error: search: argument --trials: invalid int value"),
         (["search", "--storage", "nosuchdb://x"], "cannot open storage"),
         (["show", "--study", "nope", "--storage", "sqlite:////nonexistent/dir/study.db"], "no SQLite storage"),
         (["eval", "--reference", "ghostnet-9x", "--skip-accuracy", "--skip-latency"], "unknown reference model"),

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -385,7 +386,7 @@ def assert_whole(snap: Snapshot, trials: int) -> None:
     """Exactly ``trials`` finished, numbers 0..n-1 once each (no duplicates), none left RUNNING."""
     _SEEN["counts"].append({
         "test": _current_test(), "expected": trials, "found": snap.finished, "duplicates": snap.duplicates,
-        "failed": Counter(str(t.user_attrs.get("failed", "?")).split(":")[0] for t in snap.failed),
+        "failed": Counter(re.split(r":| \{", re.sub(r"\d+", "N", str(t.user_attrs.get("failed", "?"))))[0] for t in snap.failed),
     })  # fmt: skip
     assert snap.finished == trials, snap.summary()
     assert snap.duplicates == 0 and snap.numbers_ok(), snap.summary()
@@ -406,7 +407,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         lines.append(f"| `{row['test']}` | {row['expected']} | {row['found']} | {row['duplicates']} | {failed} |")
     lines += ["", "| bad input | exit | the one line on stderr |", "|---|---|---|"]
     for row in _SEEN["bad_input"]:
-        line = row["line"].replace("|", "\\|").replace(str(Path(tempfile.gettempdir())), "$TMP")
+        line = re.sub(re.escape(tempfile.gettempdir()) + r"/pytest-of-[^/]+/pytest-\d+/[^/]+/", "", row["line"]).replace("|", "\\|")
         lines.append(f"| `{row['case']}` | {row['rc']} | {line} |")
     Path(path).write_text("\n".join(lines) + "\n")
 
