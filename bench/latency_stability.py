@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from evaluators.latency import LatencyProbe, LatencySettings  # noqa: E402
-from spaces import GhostNetConfig, load_space  # noqa: E402
+from spaces import GhostNetConfig, load_space, random_suggest  # noqa: E402
 
 log = logging.getLogger("bench.latency_stability")
 
@@ -49,13 +49,7 @@ TUNABLE = ("warmup", "min_runs", "max_runs", "max_seconds", "target_spread", "th
 def sample_configs(*, count: int, seed: int, preset: str) -> list[GhostNetConfig]:
     """``count`` configs drawn uniformly from the default search space (each dimension independently)."""
     space = load_space()
-    rng = random.Random(seed)
-
-    def suggest(name: str, dim: Any) -> Any:
-        if hasattr(dim, "values"):  # Choice
-            return rng.choice(dim.values)
-        return rng.randrange(dim.low, dim.high + 1, dim.step)  # IntRange
-
+    suggest = random_suggest(random.Random(seed))
     return [space.to_config(space.sample(suggest), preset=preset, num_classes=10) for _ in range(count)]
 
 

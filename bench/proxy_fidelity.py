@@ -45,7 +45,7 @@ from evaluators.data import load_dataset, proxy_split  # noqa: E402
 from evaluators.flops import count_cost  # noqa: E402
 from evaluators.latency import cpu_model  # noqa: E402
 from evaluators.training import TrainingFailed, TrainSettings, train_proxy  # noqa: E402
-from spaces import GhostNetConfig, load_space  # noqa: E402
+from spaces import GhostNetConfig, load_space, random_suggest  # noqa: E402
 
 log = logging.getLogger("bench.proxy_fidelity")
 
@@ -55,13 +55,7 @@ DEFAULT_DATA = Path("/work/shared/data/cifar10/train.tar.gz")
 def spread_configs(*, count: int, pool: int, seed: int, input_size: int) -> list[tuple[GhostNetConfig, int, int]]:
     """``count`` (config, FLOPs, params) from ``pool`` uniform samples, evenly spaced in log FLOPs."""
     space = load_space()
-    rng = random.Random(seed)
-
-    def suggest(name: str, dim: Any) -> Any:
-        if hasattr(dim, "values"):  # Choice
-            return rng.choice(dim.values)
-        return rng.randrange(dim.low, dim.high + 1, dim.step)  # IntRange
-
+    suggest = random_suggest(random.Random(seed))
     candidates = []
     for _ in range(pool):
         config = space.to_config(space.sample(suggest), preset="cifar", num_classes=10, input_size=input_size)

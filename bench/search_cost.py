@@ -169,7 +169,7 @@ def size(args: argparse.Namespace) -> list[dict]:
             t = time.perf_counter(); cost = count_cost(config); t_flops = time.perf_counter() - t
             t = time.perf_counter(); lat = probe.measure(config); t_lat = time.perf_counter() - t
             t = time.perf_counter()
-            tr = train_proxy(config, train, val, TrainSettings(epochs=1, progress=False, seed=0, threads=args.train_threads))
+            train_proxy(config, train, val, TrainSettings(epochs=1, progress=False, seed=0, threads=args.train_threads))
             t_train = time.perf_counter() - t
             rows.append({"width": w, "input_px": px, "mflops": round(cost.flops / 1e6, 2), "params_m": round(cost.params / 1e6, 3),
                          "build_flops_s": round(t_flops, 2), "latency_probe_s": round(t_lat, 2), "latency_ms": round(lat.median_ms, 3),

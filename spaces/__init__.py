@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from spaces._config import Block, ConfigError, GhostNetConfig, make_divisible
 from spaces._model import GhostBottleneck, GhostModule, GhostNet, SqueezeExcite, build_model
-from spaces._space import Choice, Dimension, Fixed, IntRange, SearchSpace, StageSpace, default_space_path, load_space
+from spaces._space import Choice, Dimension, Fixed, IntRange, SearchSpace, StageSpace, default_space_path, load_space, random_suggest
 from spaces._reference import OFFICIAL_CFGS, PRESETS, REFERENCE_WIDTHS, apply_preset, reference, reference_names
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "StageSpace",
     "default_space_path",
     "load_space",
+    "random_suggest",
     "ConfigError",
     "GhostBottleneck",
     "GhostModule",

@@ -8,6 +8,7 @@ backed by an Optuna trial); ``to_config`` turns those named values into a config
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import yaml
 from spaces._config import Block, ConfigError, GhostNetConfig
 from spaces._reference import apply_preset
 
-__all__ = ["Choice", "Dimension", "Fixed", "IntRange", "SearchSpace", "StageSpace", "default_space_path", "load_space"]
+__all__ = ["Choice", "Dimension", "Fixed", "IntRange", "SearchSpace", "StageSpace", "default_space_path", "load_space", "random_suggest"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,16 @@ class IntRange:
 
 Dimension = Union[Fixed, Choice, IntRange]
 Suggest = Callable[[str, Dimension], Any]
+
+
+def random_suggest(rng: random.Random) -> Suggest:
+    """A ``suggest`` for ``SearchSpace.sample`` that draws each dimension uniformly from ``rng``
+    (benchmarks and tests; a search asks Optuna instead)."""
+
+    def suggest(name: str, dim: Dimension) -> Any:
+        return rng.choice(dim.values) if isinstance(dim, Choice) else rng.randrange(dim.low, dim.high + 1, dim.step)
+
+    return suggest
 
 _STAGE_DIMS = ("depth", "kernel", "exp", "out", "se")
 _BLOCK_DIMS = ("kernel", "exp", "out", "se")

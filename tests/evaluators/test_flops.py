@@ -7,7 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from evaluators.flops import count_cost, count_model
-from spaces import Choice, build_model, load_space, reference
+from spaces import build_model, load_space, random_suggest, reference
 
 
 @pytest.mark.parametrize(
@@ -29,11 +29,7 @@ def torch_macs(config):
 
 def test_matches_torch_flop_counter_on_random_configs():
     space = load_space()
-    rng = random.Random(7)
-
-    def suggest(name, dim):
-        return rng.choice(dim.values) if isinstance(dim, Choice) else rng.randrange(dim.low, dim.high + 1, dim.step)
-
+    suggest = random_suggest(random.Random(7))
     for _ in range(4):
         config = space.to_config(space.sample(suggest), preset="cifar")
         assert count_cost(config).flops == torch_macs(config)

@@ -15,7 +15,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
-from spaces import Choice, load_space, reference
+from spaces import Choice, load_space, random_suggest, reference
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -32,12 +32,10 @@ def distribution(dim):
 
 def _sampled_config(seed, **overrides):
     """A random point of the default space (cifar preset: small, fast to build)."""
-    rng = random.Random(seed)
+    draw = random_suggest(random.Random(seed))
 
     def suggest(name, dim):
-        if name in overrides:
-            return overrides[name]
-        return rng.choice(dim.values) if isinstance(dim, Choice) else rng.randrange(dim.low, dim.high + 1, dim.step)
+        return overrides[name] if name in overrides else draw(name, dim)
 
     return SPACE.to_config(SPACE.sample(suggest), preset="cifar")
 

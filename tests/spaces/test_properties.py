@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from evaluators.flops import count_cost
 import yaml
 
-from spaces import Choice, ConfigError, GhostNetConfig, SearchSpace, build_model, default_space_path
+from spaces import ConfigError, GhostNetConfig, SearchSpace, build_model, default_space_path, random_suggest
 
 FIELDS = ("stages", "width", "ratio", "dw_size", "stem_channels", "stem_stride", "head_channels",
           "feature_channels", "input_size", "num_classes", "dropout", "format", "cfgs")  # fmt: skip
@@ -229,11 +229,7 @@ def test_near_valid_spaces_give_configs_or_config_errors(data, seed):
     except ConfigError as exc:
         assert str(exc)
         return
-    rng = random.Random(seed)
-
-    def suggest(name, dim):
-        return rng.choice(dim.values) if isinstance(dim, Choice) else rng.randrange(dim.low, dim.high + 1, dim.step)
-
+    suggest = random_suggest(random.Random(seed))
     try:
         space.to_config(space.sample(suggest), preset="cifar", num_classes=10, input_size=32)
     except ConfigError as exc:

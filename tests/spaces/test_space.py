@@ -7,18 +7,7 @@ import pytest
 import torch
 import yaml
 
-from spaces import Choice, ConfigError, GhostNetConfig, IntRange, build_model, default_space_path, load_space, reference, reference_names
-
-
-def random_suggest(seed):
-    rng = random.Random(seed)
-
-    def suggest(name, dim):
-        if isinstance(dim, Choice):
-            return rng.choice(dim.values)
-        return rng.randrange(dim.low, dim.high + 1, dim.step)
-
-    return suggest
+from spaces import Choice, ConfigError, GhostNetConfig, IntRange, build_model, default_space_path, load_space, random_suggest, reference, reference_names
 
 
 def test_reference_family_are_points_of_the_default_space():
@@ -41,7 +30,7 @@ def test_every_named_dimension_is_declared():
 def test_random_samples_build_run_and_round_trip():
     space = load_space()
     for seed in range(6):
-        params = space.sample(random_suggest(seed))
+        params = space.sample(random_suggest(random.Random(seed)))
         config = space.to_config(params, preset="cifar", num_classes=10)
         assert space.to_params(config) == params
         assert GhostNetConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
@@ -60,7 +49,7 @@ def test_a_narrowed_copy_pins_dimensions(tmp_path):
     path = tmp_path / "narrow.yaml"
     path.write_text(yaml.safe_dump(data))
     space = load_space(path)
-    params = space.sample(random_suggest(1))
+    params = space.sample(random_suggest(random.Random(1)))
     assert "ratio" not in params and "dw_size" not in params and "s6.depth" not in params
     config = space.to_config(params)
     assert (config.ratio, config.dw_size, len(config.stages[6])) == (2, 3, 3)
@@ -73,7 +62,7 @@ def test_pinned_head_keeps_the_head_when_the_last_block_changes(tmp_path):
     data["head"] = 960
     path = tmp_path / "pinned.yaml"
     path.write_text(yaml.safe_dump(data))
-    config = load_space(path).to_config(load_space(path).sample(random_suggest(3)))
+    config = load_space(path).to_config(load_space(path).sample(random_suggest(random.Random(3))))
     assert config.head_channels == 960
 
 
