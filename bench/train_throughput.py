@@ -1,7 +1,8 @@
 """Proxy training throughput: ``train_proxy`` against a bare PyTorch loop, same run, interleaved.
 
 Both train the same freshly built model (same config, seed, channels_last, flush-denormal), on
-the same images, with the same batch size, optimizer, loss and thread count. The bare loop is
+the same images, with the same batch size, optimizer, loss and thread count (and once more in
+NCHW, to check the trainer's memory format). The bare loop is
 what one would write by hand with every convenience stripped: images resized and normalised to
 float once up front, a random permutation per epoch, slices, forward, backward, step. The
 trainer does its real work per step: batch augmentation from uint8, normalisation, the
@@ -40,14 +41,14 @@ from evaluators.training import TrainSettings, train_proxy  # noqa: E402
 from spaces import GhostNetConfig, build_model, reference  # noqa: E402
 
 
-def bare_loop(config: GhostNetConfig, train: ImageSet, settings: TrainSettings) -> float:
+def bare_loop(config: GhostNetConfig, train: ImageSet, settings: TrainSettings, *, memory_format: torch.memory_format = torch.channels_last) -> float:
     """Images per second of a hand-written loop doing the same training, minus the trainer."""
     torch.manual_seed(settings.seed)
     config = config.replace(num_classes=train.num_classes, input_size=settings.input_size or config.input_size)
     pixels = resize(train.images, config.input_size).float()
     x_all = (pixels - pixels.mean(dim=(0, 2, 3), keepdim=True)) / pixels.std(dim=(0, 2, 3), keepdim=True)
     y_all = train.labels
-    model = build_model(config).to(memory_format=torch.channels_last)
+    model = build_model(config).to(memory_format=memory_format)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     optimizer = torch.optim.SGD(
@@ -63,7 +64,7 @@ def bare_loop(config: GhostNetConfig, train: ImageSet, settings: TrainSettings) 
         order = torch.randperm(len(train), generator=generator)
         for i in range(steps):
             index = order[i * batch : (i + 1) * batch]
-            x = x_all[index].contiguous(memory_format=torch.channels_last)
+            x = x_all[index].contiguous(memory_format=memory_format)
             loss = F.cross_entropy(model(x), y_all[index], label_smoothing=settings.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -95,12 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         "trainer (default: augmentation on)": settings,
         "trainer, augmentation off": dataclasses.replace(settings, augment=False),
     }
-    rates: dict[str, list[float]] = {name: [] for name in [*variants, "bare loop"]}
+    # The bare loop in NCHW too: the evidence for the trainer's channels_last on this CPU.
+    bare_loops = {"bare loop": torch.channels_last, "bare loop, NCHW": torch.contiguous_format}
+    rates: dict[str, list[float]] = {name: [] for name in [*variants, *bare_loops]}
     for repeat in range(args.repeats):
-        runs = [*variants.items(), ("bare loop", None)]
+        runs = [*variants.items(), *((name, None) for name in bare_loops)]
         for name, variant in runs if repeat % 2 == 0 else runs[::-1]:  # alternate who goes first
             if variant is None:
-                rates[name].append(bare_loop(config, train, settings))
+                rates[name].append(bare_loop(config, train, settings, memory_format=bare_loops[name]))
             else:
                 rates[name].append(train_proxy(config, train, val, variant).images_per_second)
 
