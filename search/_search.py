@@ -72,8 +72,14 @@ class SearchSummary:
 # -- the study ------------------------------------------------------------------------------------
 
 
-def create_or_load_study(settings: SearchSettings, space: SearchSpace, *, seed_offset: int = 0) -> optuna.Study:
-    """The study named in ``settings``, created on first use; refuses to resume it differently."""
+def create_or_load_study(
+    settings: SearchSettings, space: SearchSpace, *, seed_offset: int = 0, proxy: dict[str, Any] | None = None
+) -> optuna.Study:
+    """The study named in ``settings``, created on first use; refuses to resume it differently.
+
+    ``proxy`` describes the accuracy measurement (data, split, training budget, input size); a
+    study resumed with another one would rank accuracies that were measured differently.
+    """
     storage = open_storage(settings.storage_url)
     sampler = make_sampler(settings.sampler, seed=settings.seed + seed_offset, trials=settings.trials)
     directions = [OBJECTIVES[o] for o in settings.objectives]
@@ -86,6 +92,8 @@ def create_or_load_study(settings: SearchSettings, space: SearchSpace, *, seed_o
         study.set_user_attr("limits", settings.limits.to_dict())
         study.set_user_attr("settings", settings.to_dict())
         study.set_user_attr("space", _space_dict(space))
+        if proxy is not None:
+            study.set_user_attr("proxy", proxy)
         # Last: a worker starting at the same moment takes "objectives" to mean the record is whole.
         study.set_user_attr("objectives", list(settings.objectives))
         return study
@@ -100,7 +108,18 @@ def create_or_load_study(settings: SearchSettings, space: SearchSpace, *, seed_o
         raise SearchError(f"study {settings.study!r} was created with limits {attrs.get('limits')}; resume it with the same limits")
     if attrs.get("space") != _space_dict(space):
         raise SearchError(f"study {settings.study!r} was created with another search space; resume it with the same --space")
+    recorded = attrs.get("proxy")
+    if proxy is not None and recorded is not None:
+        differ = [key for key in proxy if key != "seed" and recorded.get(key) != proxy[key]]
+        if differ:
+            was = ", ".join(f"{key} {_brief(recorded.get(key))}" for key in differ)
+            raise SearchError(f"study {settings.study!r} measured accuracy with {was}; resume it with the same data and proxy settings")
     return study
+
+
+def _brief(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _space_dict(space: SearchSpace) -> dict[str, Any]:
@@ -208,12 +227,23 @@ class _Worker:
         probe = None
         if "latency_ms" in settings.objectives or settings.max_latency_ms is not None:
             probe = LatencyProbe(settings=LatencySettings(device=settings.device, threads=settings.threads, backend=settings.latency_backend))
-        self.evaluator = Evaluator(probe=probe, data=self.data if "accuracy" in settings.objectives else None, train_settings=self.train_settings)
         self.early_stopping = EarlyStopping(eta=settings.rung_ratio) if settings.early_stopping else None
         # Settings no config can have (an input size out of range) fail here, before the study is
         # touched: the smallest network (one block, stride 1) is checked with them.
         GhostNetConfig(stages=((Block(3, 16, 16),),), stem_stride=1, num_classes=self.num_classes, input_size=self.input_size)
-        self.study = create_or_load_study(settings, self.space, seed_offset=index)
+        proxy = {
+            "images": len(data), "classes": list(data.classes), "subset": settings.subset, "val_fraction": settings.val_fraction,
+            "epochs": self.train_settings.epochs, "preset": settings.preset, "input_size": self.input_size, "seed": settings.seed,
+        }  # fmt: skip
+        self.study = create_or_load_study(settings, self.space, seed_offset=index, proxy=proxy)
+        # Accuracies are comparable only on one split and one training seed: those of the study,
+        # recorded when it was created. A command joining it (another machine) with another
+        # --seed seeds only its sampler with it.
+        seed = self.study.user_attrs.get("proxy", proxy)["seed"]
+        if seed != settings.seed:
+            self.data = proxy_split(data, seed=seed, val_fraction=settings.val_fraction, subset=settings.subset)
+            self.train_settings = dataclasses.replace(self.train_settings, seed=seed)
+        self.evaluator = Evaluator(probe=probe, data=self.data if "accuracy" in settings.objectives else None, train_settings=self.train_settings)
 
     # The objective Optuna calls; it releases the ask-lock as soon as the trial exists.
     def objective(self, trial: Trial, *, lock: _AskLock, target: int) -> list[float]:

@@ -6,6 +6,7 @@ import math
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from search import SearchError, SearchSettings, create_or_load_study, run_search
@@ -64,8 +65,23 @@ def test_resume_with_other_objectives_or_limits_is_refused(tiny_space, tmp_path)
         run_search(settings(tiny_space, tmp_path, trials=2, objectives=("accuracy", "params")))
     with pytest.raises(SearchError, match="created with limits"):
         run_search(settings(tiny_space, tmp_path, trials=2, objectives=("accuracy", "flops"), max_flops="1M"))
+    with pytest.raises(SearchError, match="measured accuracy with epochs 1, input_size 16; resume it with the same data"):
+        run_search(settings(tiny_space, tmp_path, trials=2, objectives=("accuracy", "flops"), epochs=2, input_size=24))
     study = optuna.load_study(study_name="t", storage=settings(tiny_space, tmp_path).storage_url)
     assert len(study.get_trials()) == 1
+
+
+def test_a_command_joining_with_another_seed_measures_on_the_studys_split(tiny_space, tmp_path):
+    """Another machine's --seed seeds its sampler only: every trial of a study is trained on one
+    split with one training seed, or their accuracies could not be compared."""
+    from search._search import _Worker
+
+    first = _Worker(settings(tiny_space, tmp_path, seed=0, objectives=("accuracy", "flops")))
+    joining = _Worker(settings(tiny_space, tmp_path, seed=7, objectives=("accuracy", "flops")))
+    alone = _Worker(settings(tiny_space, tmp_path, seed=7, study="other", objectives=("accuracy", "flops")))
+    assert joining.study.user_attrs["proxy"]["seed"] == 0 and joining.train_settings.seed == 0
+    assert torch.equal(joining.data[0].images, first.data[0].images) and torch.equal(joining.data[1].labels, first.data[1].labels)
+    assert alone.train_settings.seed == 7 and not torch.equal(alone.data[0].images, first.data[0].images)
 
 
 def test_limits_reject_before_timing_or_training(tiny_space, tmp_path):
