@@ -99,7 +99,7 @@ def _hand_items():
         spec(_sampled_config(4), scores={"accuracy": 0.70, "latency_ms": 5.0, "flops": 25e6, "params": 1.5e6}, constraints={"latency_ms": -0.8}),
         spec(_sampled_config(5), scores={"flops": 300e6, "params": 9e6}, constraints={"flops": 0.2}, rejected="flops 300M > max 250M"),
         spec(_sampled_config(6), state="FAIL", failed="RuntimeError: out of memory"),
-        spec(_sampled_config(7), state="PRUNED", scores={"accuracy": 0.95, "latency_ms": 1.0, "flops": 10e6, "params": 1e6}, stopped="epoch 1: accuracy below rung"),
+        spec(_sampled_config(7), state="PRUNED", scores={"accuracy": 0.95, "latency_ms": 1.0, "flops": 10e6, "params": 1e6}, stopped="epoch 2: accuracy below rung"),
         spec(_sampled_config(8), scores={"flops": 50e6, "params": 2e6, "latency_ms": 37.5}, constraints={"flops": -0.8, "latency_ms": 0.5}, rejected="latency 37.5 ms > max 25 ms"),
     ]  # fmt: skip
 

@@ -38,7 +38,7 @@ def test_load_trials_one_row_per_trial(hand_study):
     # Scores never measured are NaN, not the sentinel the sampler saw.
     assert math.isnan(frame.loc[5, "accuracy"]) and math.isnan(frame.loc[5, "latency_ms"])
     assert frame.loc[5, "flops"] == 300e6 and frame.loc[5, "rejected"] == "flops 300M > max 250M"
-    assert frame.loc[6, "failed"].startswith("RuntimeError") and frame.loc[7, "stopped"].startswith("epoch 1")
+    assert frame.loc[6, "failed"].startswith("RuntimeError") and frame.loc[7, "stopped"].startswith("epoch 2")
     assert frame.loc[8, "constraints"] == {"flops": -0.8, "latency_ms": 0.5}
     assert frame.loc[0, "seconds_train"] == 3.0 and frame.loc[0, "seconds_total"] == 3.61
     assert frame.attrs["objectives"] == ["accuracy", "latency_ms"] and frame.attrs["limits"]["max_latency_ms"] == 25.0

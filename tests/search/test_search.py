@@ -132,15 +132,15 @@ def test_timeout_stops_after_the_running_trial(tiny_space, tmp_path):
 
 
 def test_early_stopping_prunes_and_records_why(tiny_space, tmp_path):
-    # Rungs at epochs 1 and 2 of 3; ratio 1.5 keeps the top 2/3 of the peers at each.
-    s = settings(tiny_space, tmp_path, trials=6, epochs=3, subset=400, rung_ratio=1.5, objectives=("accuracy", "flops"))
+    # Rungs at epochs 2 and 3 of 4; ratio 1.5 keeps the top 2/3 of the peers at each.
+    s = settings(tiny_space, tmp_path, trials=6, epochs=4, subset=400, rung_ratio=1.5, objectives=("accuracy", "flops"))
     run_search(s)
     study = optuna.load_study(study_name="t", storage=s.storage_url)
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert len(finished(study)) == 6 and len(pruned) >= 1
     for t in pruned:
         epoch = len(t.user_attrs["epoch_accuracy"])
-        assert epoch in (1, 2) and t.user_attrs["stopped"].startswith(f"epoch {epoch}: accuracy")
+        assert epoch in (2, 3) and t.user_attrs["stopped"].startswith(f"epoch {epoch}: accuracy")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert all(len(t.user_attrs["epoch_accuracy"]) == 3 for t in complete)
+    assert all(len(t.user_attrs["epoch_accuracy"]) == 4 for t in complete)
     assert not math.isnan(sum(t.values[0] for t in complete))

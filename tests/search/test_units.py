@@ -33,16 +33,20 @@ def test_limits_violation_is_relative():
 
 def test_early_stopping_rungs_and_bands():
     es = EarlyStopping(eta=3)
-    assert es.rungs(5) == [1, 3] and es.rungs(1) == [] and es.rungs(10) == [1, 3, 9]
-    peers = [Peer(flops=10e6, epoch_accuracy=[a, a]) for a in (0.2, 0.4, 0.6, 0.8)]
+    assert es.rungs(2) == [] and es.rungs(3) == [2] and es.rungs(10) == [2, 6] and es.rungs(20) == [2, 6, 18]
+    assert EarlyStopping(eta=3, first_rung=1).rungs(10) == [1, 3, 9]
+    peers = [Peer(flops=10e6, epoch_accuracy=[a, a, a]) for a in (0.2, 0.4, 0.6, 0.8)]
     # top third of [0.2, 0.4, 0.6, 0.8] starts at the 2/3 quantile = 0.6
-    assert es.check(epoch=1, epochs=5, accuracy=0.5, flops=12e6, peers=peers).startswith("epoch 1: accuracy 0.500 below")
-    assert es.check(epoch=1, epochs=5, accuracy=0.7, flops=12e6, peers=peers) is None
-    assert es.check(epoch=2, epochs=5, accuracy=0.0, flops=12e6, peers=peers) is None  # not a rung
-    assert es.check(epoch=1, epochs=5, accuracy=0.0, flops=50e6, peers=peers) is None  # no peers within 2x FLOPs
-    assert es.check(epoch=1, epochs=5, accuracy=0.0, flops=12e6, peers=peers[:2]) is None  # too few peers
+    assert es.check(epoch=2, epochs=5, accuracy=0.5, flops=12e6, peers=peers).startswith("epoch 2: accuracy 0.500 below")
+    assert es.check(epoch=2, epochs=5, accuracy=0.7, flops=12e6, peers=peers) is None
+    assert es.check(epoch=1, epochs=5, accuracy=0.0, flops=12e6, peers=peers) is None  # not a rung
+    assert es.check(epoch=3, epochs=5, accuracy=0.0, flops=12e6, peers=peers) is None  # not a rung
+    assert es.check(epoch=2, epochs=5, accuracy=0.0, flops=50e6, peers=peers) is None  # no peers within 2x FLOPs
+    assert es.check(epoch=2, epochs=5, accuracy=0.0, flops=12e6, peers=peers[:2]) is None  # too few peers
     with pytest.raises(SearchError):
         EarlyStopping(eta=1)
+    with pytest.raises(SearchError):
+        EarlyStopping(first_rung=0)
 
 
 def test_mask_url_hides_passwords():
