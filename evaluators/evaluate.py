@@ -66,7 +66,6 @@ class Evaluator:
     ) -> Evaluation:
         """All scores of ``config``. ``check_stop`` is called where stopping is safe (before each
         stage, at each training step); whatever it raises ends the evaluation there."""
-        check_stop = check_stop or _go_on
         if self.data is not None and config.num_classes != len(self.data[0].classes):
             config = config.replace(num_classes=len(self.data[0].classes))
         scores: dict[str, float] = {}
@@ -80,7 +79,11 @@ class Evaluator:
             seconds["total"] = time.perf_counter() - start
             return Evaluation(config=config, scores=scores, seconds=seconds, env=self.env(), **results)
 
-        check_stop()
+        def stop_if_asked() -> None:
+            if check_stop is not None:
+                check_stop()
+
+        stop_if_asked()
         t = time.perf_counter()
         cost = count_cost(config)
         scores.update(flops=float(cost.flops), params=float(cost.params))
@@ -90,7 +93,7 @@ class Evaluator:
 
         latency = None
         if self.probe is not None:
-            check_stop()
+            stop_if_asked()
             t = time.perf_counter()
             latency = self.probe.measure(config)
             scores["latency_ms"] = latency.median_ms
@@ -114,7 +117,3 @@ class Evaluator:
             "python": platform.python_version(),
             "threads": torch.get_num_threads(),
         }
-
-
-def _go_on() -> None:
-    pass
