@@ -96,6 +96,10 @@ def open_storage(url: str, *, must_exist: bool = False) -> BaseStorage:
         # "database is locked" (SQLite's default wait is 5 s; a trial's bookkeeping can take longer).
         engine_kwargs["connect_args"] = {"timeout": 120}
     else:
+        try:  # SQLAlchemy's own message for a bad port is "invalid literal for int()"
+            sqlalchemy.engine.make_url(url).port
+        except (sqlalchemy.exc.ArgumentError, ValueError):
+            raise SearchError(f"storage {mask_url(url)}: not a database URL; expected dialect://user:password@host[:port]/database") from None
         engine_kwargs["pool_pre_ping"] = True
         if url.startswith("postgresql"):  # an unreachable host fails in seconds, not minutes
             engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}

@@ -142,7 +142,7 @@ CASES = [
     ("data-truncated", lambda k: k.search("--dataset", k / "truncated"), "dog/1.png"),
     # storage URLs: unreachable (with a password), malformed, in memory, unwritable
     ("pg-unreachable", lambda k: k.search("--storage", f"postgresql://u:{PASSWORD}@127.0.0.1:1/x"), "Connection refused"),
-    ("pg-malformed", lambda k: k.search("--storage", f"postgresql://u:{PASSWORD}@[::1/x"), "cannot open storage"),
+    ("pg-malformed", lambda k: k.search("--storage", f"postgresql://u:{PASSWORD}@[::1/x"), "not a database URL"),
     ("sqlite-in-memory", lambda k: k.search("--storage", "sqlite:///"), "give SQLite a file"),
     ("storage-not-a-db", lambda k: ["show", "--study", "kept", "--storage", f"sqlite:///{k / 'not-yaml.yaml'}"], "file is not a database"),
     ("storage-unwritable", lambda k: k.search("--storage", f"journal:{k / 'a-file'}/study.log"), "cannot create"),
