@@ -70,6 +70,18 @@ def spread_configs(*, count: int, pool: int, seed: int, input_size: int) -> list
     return sorted(chosen, key=lambda c: c[1])
 
 
+def parse_recipe(items: list[str], defaults: TrainSettings) -> dict[str, Any]:
+    """``["batch_size=32", "lr=0.2"]`` -> ``{"batch_size": 32, "lr": 0.2}``, typed like the defaults."""
+    recipe: dict[str, Any] = {}
+    for item in items:
+        field, _, value = item.partition("=")
+        if not hasattr(defaults, field) or not value:
+            raise SystemExit(f"--recipe {item!r}: expected FIELD=VALUE with a TrainSettings field")
+        recipe[field] = type(getattr(defaults, field))(value)
+    dataclasses.replace(defaults, **recipe)  # validates the values
+    return recipe
+
+
 def main(argv: list[str] | None = None) -> int:
     defaults = TrainSettings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -84,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factor", type=int, default=8, help="the long run trains this many times the budget")
     parser.add_argument("--also", type=int, nargs="*", default=None, help="other proxy epochs to rank against the same long run (default: half the budget)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--recipe", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a TrainSettings field changed for the proxy runs only (repeatable; e.g. batch_size=32, lr=0.2, "
+                        "seed=1); the runs are stored under their own key, so they rank against the same long run")
     parser.add_argument("--results", type=Path, default=Path("/tmp/ghostnas-bench/proxy_fidelity.jsonl"))
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --results, add the missing ones")
     parser.add_argument("--shard", default="0/1", help="I/N: train only models I, I+N, ... (one process per core, each with its own --results; "
@@ -102,8 +117,13 @@ def main(argv: list[str] | None = None) -> int:
 
     long_epochs = args.epochs * args.factor
     also = args.also if args.also is not None else [args.epochs // 2] if args.epochs >= 2 else []
-    epochs_list = sorted({args.epochs, long_epochs, *also})
     base = dataclasses.replace(defaults, input_size=args.input_size, threads=args.threads, seed=args.seed, progress=False)
+    recipe = parse_recipe(args.recipe, defaults)
+    proxy_base = dataclasses.replace(base, **recipe)
+    suffix = "".join(f" {field}={value}" for field, value in recipe.items())
+    # The runs to make: (key in the results file, settings); the long run always has the default recipe.
+    plan = {f"{e}{suffix}": dataclasses.replace(proxy_base, epochs=e) for e in sorted({args.epochs, *also})}
+    plan[str(long_epochs)] = dataclasses.replace(base, epochs=long_epochs)
 
     args.results.parent.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict[str, Any]] = {}
@@ -115,41 +135,44 @@ def main(argv: list[str] | None = None) -> int:
             continue
         row = done.get(config.id) or {"id": config.id, "flops": flops, "params": params, "width": config.width, "runs": {}}
         rows.append(row)
-        missing = [e for e in epochs_list if str(e) not in row["runs"]]
-        for epochs in missing:
+        missing = [key for key in plan if key not in row["runs"]]
+        for key in missing:
             try:
-                result = train_proxy(config, train, val, dataclasses.replace(base, epochs=epochs))
-                row["runs"][str(epochs)] = {
+                result = train_proxy(config, train, val, plan[key])
+                row["runs"][key] = {
                     "accuracy": result.accuracy,
                     "seconds": round(sum(result.seconds.values()), 1),
                     "images_per_second": round(result.images_per_second, 1),
                 }
             except TrainingFailed as exc:
-                log.warning("model %s, %d epochs: failed: %s", config.id, epochs, exc.reason)
-                row["runs"][str(epochs)] = {"accuracy": None, "failed": exc.reason}
+                log.warning("model %s, run %r: failed: %s", config.id, key, exc.reason)
+                row["runs"][key] = {"accuracy": None, "failed": exc.reason}
         if missing:
-            accuracies = {e: row["runs"][str(e)]["accuracy"] for e in epochs_list}
+            accuracies = {key: row["runs"][key]["accuracy"] for key in plan}
             log.info("model %d/%d %s: %.1fM MACs, accuracy by epochs %s", i + 1, len(models), config.id, flops / 1e6, accuracies)
             tmp = args.results.with_suffix(".tmp")
             tmp.write_text("".join(json.dumps(r) + "\n" for r in rows + [d for k, d in done.items() if d not in rows]))
             tmp.replace(args.results)
 
-    report(rows, args=args, proxy=args.epochs, long=long_epochs, others=also, train_size=len(train), val_size=len(val),
+    report(rows, args=args, proxy=args.epochs, long=long_epochs, others=also, suffix=suffix, train_size=len(train), val_size=len(val),
            minutes=(time.perf_counter() - started) / 60)
     return 0
 
 
 def report(
-    rows: list[dict[str, Any]], *, args: argparse.Namespace, proxy: int, long: int, others: list[int],
+    rows: list[dict[str, Any]], *, args: argparse.Namespace, proxy: int, long: int, others: list[int], suffix: str,
     train_size: int, val_size: int, minutes: float,
 ) -> None:
-    def accuracy(row: dict[str, Any], epochs: int) -> float | None:
-        return row["runs"].get(str(epochs), {}).get("accuracy")
+    def accuracy(row: dict[str, Any], key: str) -> float | None:
+        return row["runs"].get(key, {}).get("accuracy")
 
-    ok = [r for r in rows if all(accuracy(r, e) is not None for e in (proxy, long, *others))]
-    target = [accuracy(r, long) for r in ok]
-    rankers = {f"proxy, default budget ({proxy} epochs)": [accuracy(r, proxy) for r in ok]}
-    rankers.update({f"proxy, {e} epoch(s)": [accuracy(r, e) for r in ok] for e in others})
+    proxies = {f"{e}{suffix}": e for e in sorted({proxy, *others})}
+    ok = [r for r in rows if all(accuracy(r, key) is not None for key in (*proxies, str(long)))]
+    target = [accuracy(r, str(long)) for r in ok]
+    rankers = {
+        f"proxy, {'default budget (' if e == proxy else ''}{e} epoch(s){')' if e == proxy else ''}{suffix}": [accuracy(r, key) for r in ok]
+        for key, e in proxies.items()
+    }
     rankers.update({"FLOPs only": [r["flops"] for r in ok], "params only": [r["params"] for r in ok]})
     compute = sum(run.get("seconds", 0.0) for r in rows for run in r["runs"].values()) / 60
     print(f"# proxy fidelity: {len(ok)} of {len(rows)} models, CIFAR-10 split {train_size} train / {val_size} val, "
@@ -177,11 +200,11 @@ def report(
           f"{true_share:.0%} of the long run's variance across models is signal, so even a noiseless perfect "
           f"proxy would expect Kendall tau {ceiling:.2f} against it.")
     print()
-    columns = sorted({proxy, long, *others})
-    print(f"| model | MACs | params | width | {' | '.join(f'{e} ep' for e in columns)} |")
+    columns = [*proxies, str(long)]
+    print(f"| model | MACs | params | width | {' | '.join(f'{key} ep' for key in columns)} |")
     print(f"|---|---|---|---|{'---|' * len(columns)}")
     for r in rows:
-        cells = [f"{a:.3f}" if (a := accuracy(r, e)) is not None else "failed" if str(e) in r["runs"] else "-" for e in columns]
+        cells = [f"{a:.3f}" if (a := accuracy(r, key)) is not None else "failed" if key in r["runs"] else "-" for key in columns]
         print(f"| {r['id']} | {r['flops'] / 1e6:.1f}M | {r['params'] / 1e6:.2f}M | {r['width']} | {' | '.join(cells)} |")
 
 if __name__ == "__main__":
