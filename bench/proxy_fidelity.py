@@ -70,6 +70,42 @@ def spread_configs(*, count: int, pool: int, seed: int, input_size: int) -> list
     return sorted(chosen, key=lambda c: c[1])
 
 
+def long_key(epochs: int, seed: int, default_seed: int) -> str:
+    """The results-file key of a long run: plain epochs for the default seed (as in older files)."""
+    return str(epochs) if seed == default_seed else f"{epochs} seed={seed}"
+
+
+def noise_ceiling(rows: list[dict[str, Any]], long_keys: list[str], accuracy: Any, *, val_size: int) -> str:
+    """The Kendall tau a noiseless, perfect proxy could expect against the (mean) long run.
+
+    A score with reliability r (the share of its variance across models that is signal) correlates
+    at most sqrt(r) with the truth; for normal scores Kendall tau = (2 / pi) * asin(correlation).
+    With one long run, r counts only the validation set's binomial noise (training-seed noise is
+    unseen, so the bound is optimistic); with several seeds, r is their mean pairwise Pearson
+    correlation, raised by Spearman-Brown for the mean of k seeds.
+    """
+    def to_tau(reliability: float) -> float:
+        return 2 / math.pi * math.asin(math.sqrt(min(1.0, max(0.0, reliability))))
+
+    if len(long_keys) == 1:
+        target = np.array([accuracy(r, long_keys[0]) for r in rows])
+        mean = float(target.mean())
+        se = math.sqrt(mean * (1 - mean) / val_size)
+        r = max(0.0, 1 - se**2 / float(target.var()))
+        return (f"Binomial standard error of one accuracy at {mean:.2f} on {val_size} images: {se:.3f}; {r:.0%} of the long "
+                f"run's variance across models is signal (training-seed noise not counted), so a noiseless perfect proxy "
+                f"would expect Kendall tau <= {to_tau(r):.2f} against it.")
+    seeds = np.array([[accuracy(r, key) for r in rows] for key in long_keys])
+    pairs = [(i, j) for i in range(len(long_keys)) for j in range(i + 1, len(long_keys))]
+    r1 = float(np.mean([np.corrcoef(seeds[i], seeds[j])[0, 1] for i, j in pairs]))
+    tau1 = float(np.mean([stats.kendalltau(seeds[i], seeds[j]).statistic for i, j in pairs]))
+    k = len(long_keys)
+    rk = k * r1 / (1 + (k - 1) * r1)
+    return (f"The long run's own repeatability: Kendall tau {tau1:.3f} (Pearson {r1:.3f}) between training seeds; the mean "
+            f"of {k} seeds has reliability {rk:.2f} (Spearman-Brown), so a noiseless perfect proxy would expect Kendall tau "
+            f"{to_tau(rk):.2f} against it, and {to_tau(r1):.2f} against one seed's long run.")
+
+
 def parse_recipe(items: list[str], defaults: TrainSettings) -> dict[str, Any]:
     """``["batch_size=32", "lr=0.2"]`` -> ``{"batch_size": 32, "lr": 0.2}``, typed like the defaults."""
     recipe: dict[str, Any] = {}
@@ -94,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="the proxy budget")
     parser.add_argument("--factor", type=int, default=8, help="the long run trains this many times the budget")
+    parser.add_argument("--long-seeds", type=int, nargs="+", default=None,
+                        help="training seeds of the long run (default: --seed); the target is their mean accuracy, "
+                        "and their agreement with each other bounds what any proxy can reach")
     parser.add_argument("--also", type=int, nargs="*", default=None, help="other proxy epochs to rank against the same long run (default: half the budget)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--recipe", action="append", default=[], metavar="FIELD=VALUE",
@@ -123,12 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "".join(f" {field}={value}" for field, value in recipe.items())
     # The runs to make: (key in the results file, settings); the long run always has the default recipe.
     plan = {f"{e}{suffix}": dataclasses.replace(proxy_base, epochs=e) for e in sorted({args.epochs, *also})}
-    plan[str(long_epochs)] = dataclasses.replace(base, epochs=long_epochs)
+    long_seeds = args.long_seeds or [args.seed]
+    long_keys = [long_key(long_epochs, seed, args.seed) for seed in long_seeds]
+    for key, seed in zip(long_keys, long_seeds):
+        plan[key] = dataclasses.replace(base, epochs=long_epochs, seed=seed)
 
     args.results.parent.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict[str, Any]] = {}
     if args.resume and args.results.exists():
-        done = {row["id"]: row for row in map(json.loads, args.results.read_text().splitlines())}
+        for row in map(json.loads, args.results.read_text().splitlines()):
+            # Concatenated shard files hold a model more than once: keep every run of it.
+            done.setdefault(row["id"], {**row, "runs": {}})["runs"].update(row["runs"])
     rows = []
     for i, (config, flops, params) in enumerate(models):
         if i % shards != shard:
@@ -154,21 +198,21 @@ def main(argv: list[str] | None = None) -> int:
             tmp.write_text("".join(json.dumps(r) + "\n" for r in rows + [d for k, d in done.items() if d not in rows]))
             tmp.replace(args.results)
 
-    report(rows, args=args, proxy=args.epochs, long=long_epochs, others=also, suffix=suffix, train_size=len(train), val_size=len(val),
+    report(rows, args=args, proxy=args.epochs, long=long_epochs, long_keys=long_keys, others=also, suffix=suffix, train_size=len(train), val_size=len(val),
            minutes=(time.perf_counter() - started) / 60)
     return 0
 
 
 def report(
-    rows: list[dict[str, Any]], *, args: argparse.Namespace, proxy: int, long: int, others: list[int], suffix: str,
+    rows: list[dict[str, Any]], *, args: argparse.Namespace, proxy: int, long: int, long_keys: list[str], others: list[int], suffix: str,
     train_size: int, val_size: int, minutes: float,
 ) -> None:
     def accuracy(row: dict[str, Any], key: str) -> float | None:
         return row["runs"].get(key, {}).get("accuracy")
 
     proxies = {f"{e}{suffix}": e for e in sorted({proxy, *others})}
-    ok = [r for r in rows if all(accuracy(r, key) is not None for key in (*proxies, str(long)))]
-    target = [accuracy(r, str(long)) for r in ok]
+    ok = [r for r in rows if all(accuracy(r, key) is not None for key in (*proxies, *long_keys))]
+    target = [float(np.mean([accuracy(r, key) for key in long_keys])) for r in ok]
     rankers = {
         f"proxy, {'default budget (' if e == proxy else ''}{e} epoch(s){')' if e == proxy else ''}{suffix}": [accuracy(r, key) for r in ok]
         for key, e in proxies.items()
@@ -176,7 +220,8 @@ def report(
     rankers.update({"FLOPs only": [r["flops"] for r in ok], "params only": [r["params"] for r in ok]})
     compute = sum(run.get("seconds", 0.0) for r in rows for run in r["runs"].values()) / 60
     print(f"# proxy fidelity: {len(ok)} of {len(rows)} models, CIFAR-10 split {train_size} train / {val_size} val, "
-          f"{args.input_size}x{args.input_size}, long run {args.factor}x = {long} epochs, {args.threads} thread(s)")
+          f"{args.input_size}x{args.input_size}, long run {args.factor}x = {long} epochs "
+          f"(mean of {len(long_keys)} training seed(s)), {args.threads} thread(s)")
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_model()}, torch {torch.__version__}, "
           f"python {platform.python_version()}; this invocation {minutes:.0f} min, all training runs {compute:.0f} min")
     print()
@@ -187,20 +232,35 @@ def report(
         rho = stats.spearmanr(values, target).statistic
         spread = f"{np.mean(values):.3f} | {np.std(values):.3f}" if "only" not in name else "- | -"
         print(f"| {name} | {tau:.3f} | {p:.2g} | {rho:.3f} | {spread} |")
-    print(f"| (the {long}-epoch run itself) | 1 | - | 1 | {np.mean(target):.3f} | {np.std(target):.3f} |")
-    # How much of the long run's spread is measurement noise: with binomial noise of variance se^2
-    # on each accuracy, the share of true spread is r = (sd^2 - se^2) / sd^2, and a noiseless,
-    # perfect proxy still only correlates sqrt(r) with the measured long run; for normal scores
-    # Kendall tau = (2 / pi) * asin(correlation).
-    mean = float(np.mean(target))
-    se = math.sqrt(mean * (1 - mean) / val_size)
-    true_share = max(0.0, 1 - se**2 / float(np.var(target)))
-    ceiling = 2 / math.pi * math.asin(math.sqrt(true_share))
-    print(f"\nBinomial standard error of one accuracy at {mean:.2f} on {val_size} images: {se:.3f}; "
-          f"{true_share:.0%} of the long run's variance across models is signal, so even a noiseless perfect "
-          f"proxy would expect Kendall tau {ceiling:.2f} against it.")
+    for key in long_keys if len(long_keys) > 1 else []:
+        values = [accuracy(r, key) for r in ok]
+        tau, p = stats.kendalltau(values, target)
+        rho = stats.spearmanr(values, target).statistic
+        print(f"| the long run, one seed ({key}) | {tau:.3f} | {p:.2g} | {rho:.3f} | {np.mean(values):.3f} | {np.std(values):.3f} |")
+    print(f"| (the {long}-epoch target itself) | 1 | - | 1 | {np.mean(target):.3f} | {np.std(target):.3f} |")
     print()
-    columns = [*proxies, str(long)]
+    print(noise_ceiling(ok, long_keys, accuracy, val_size=val_size))
+    # Every other proxy run in the file for these models (other recipes and seeds, from earlier
+    # invocations): how each ranks against the same target, and how two runs agree with each other
+    # (two seeds of one recipe: the proxy's own repeatability).
+    others_in_file = sorted(k for k in set.intersection(*(set(r["runs"]) for r in ok)) - {*proxies, *long_keys}
+                            if all(accuracy(r, k) is not None for r in ok) and not k.startswith(f"{long} "))
+    if others_in_file:
+        print("\nOther proxy runs in the results file, against the same target:\n")
+        print("| run (epochs + recipe) | Kendall tau vs target | mean accuracy |")
+        print("|---|---|---|")
+        for key in others_in_file:
+            values = [accuracy(r, key) for r in ok]
+            print(f"| {key} | {stats.kendalltau(values, target).statistic:.3f} | {np.mean(values):.3f} |")
+        print("\n| run | run | Kendall tau between them |")
+        print("|---|---|---|")
+        keys = sorted({*proxies, *others_in_file})
+        for i, first in enumerate(keys):
+            for second in keys[i + 1 :]:
+                tau = stats.kendalltau([accuracy(r, first) for r in ok], [accuracy(r, second) for r in ok]).statistic
+                print(f"| {first} | {second} | {tau:.3f} |")
+    print()
+    columns = [*proxies, *long_keys]
     print(f"| model | MACs | params | width | {' | '.join(f'{key} ep' for key in columns)} |")
     print(f"|---|---|---|---|{'---|' * len(columns)}")
     for r in rows:
