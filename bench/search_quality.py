@@ -53,7 +53,7 @@ def run_one(args: argparse.Namespace, sampler: str, seed: int) -> dict:
 
     name = study_name(sampler, seed)
     settings = SearchSettings(
-        study=name, out=args.work / name, dataset=args.dataset, subset=args.subset, epochs=args.epochs,
+        study=name, out=args.work / name, dataset=args.dataset, subset=args.subset, val_fraction=args.val_fraction, epochs=args.epochs,
         trials=args.trials, sampler=sampler, seed=seed, progress=False, input_size=args.input_size,
         early_stopping=args.early_stopping,
     )
@@ -235,6 +235,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0", help="comma-separated")
     p.add_argument("--trials", type=int, default=16)
     p.add_argument("--subset", type=int, default=2000)
+    p.add_argument("--val-fraction", type=float, default=0.2, help="of the subset, held out for proxy validation (search's default 0.2)")
     p.add_argument("--epochs", type=int, default=None, help="proxy epochs (default: the trainer's)")
     p.add_argument("--input-size", type=int, default=None, help="input px (default: the cifar preset's 32)")
     p.add_argument("--dataset", default=DATASET)

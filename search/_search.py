@@ -228,6 +228,9 @@ class _Worker:
         if "latency_ms" in settings.objectives or settings.max_latency_ms is not None:
             probe = LatencyProbe(settings=LatencySettings(device=settings.device, threads=settings.threads, backend=settings.latency_backend))
         self.early_stopping = EarlyStopping(eta=settings.rung_ratio) if settings.early_stopping else None
+        # Validation accuracy after each epoch is measured only where early stopping can act on it:
+        # at the default 2 epochs there is no rung, and the epoch-1 pass would cost ~4% of a trial.
+        self._rungs = self.early_stopping.rungs(self.train_settings.epochs) if self.early_stopping else []
         # Settings no config can have (an input size out of range) fail here, before the study is
         # touched: the smallest network (one block, stride 1) is checked with them.
         GhostNetConfig(stages=((Block(3, 16, 16),),), stem_stride=1, num_classes=self.num_classes, input_size=self.input_size)
@@ -295,8 +298,6 @@ class _Worker:
         def on_epoch(epoch: int, accuracy: float) -> bool:
             epoch_accuracy.append(float(accuracy))
             trial.set_user_attr("epoch_accuracy", list(epoch_accuracy))
-            if self.early_stopping is None:
-                return True
             reason = self.early_stopping.check(
                 epoch=epoch, epochs=self.train_settings.epochs, accuracy=accuracy,
                 flops=flops_seen[0], peers=self._peers(),
@@ -313,7 +314,9 @@ class _Worker:
             return self._limit_reason(scores)
 
         try:
-            evaluation = self.evaluator.evaluate(config, gate=gate, on_epoch=on_epoch, check_stop=self.stop.check)
+            evaluation = self.evaluator.evaluate(
+                config, gate=gate, on_epoch=on_epoch if self._rungs else None, check_stop=self.stop.check
+            )
         except TrainingFailed as exc:
             self._fail(trial, f"training failed: {exc.reason}")
         except (torch.OutOfMemoryError, MemoryError):

@@ -45,7 +45,7 @@ def test_each_sampler_runs_a_real_search(tiny_space, tmp_path, sampler):
         assert space.to_params(space.to_config(t.params, preset="cifar", input_size=16, num_classes=10)) == t.params
         assert set(t.user_attrs["seconds"]) >= {"flops", "latency", "train", "total"}
         assert t.user_attrs["latency"]["runs"] >= 5 and t.user_attrs["env"]["optuna"] == optuna.__version__
-        assert len(t.user_attrs["epoch_accuracy"]) == 1
+        assert "epoch_accuracy" not in t.user_attrs  # no early-stopping rung within 1 epoch: not measured per epoch
     assert (tmp_path / "run" / "search.yaml").is_file()
 
 
@@ -129,6 +129,15 @@ def test_timeout_stops_after_the_running_trial(tiny_space, tmp_path):
     # Setup (data, probe) may already use up 0.5 s; a trial that started runs to its end.
     trials = optuna.load_study(study_name="t", storage=s.storage_url).get_trials()
     assert summary.finished == len(trials) <= 1 and summary.failed == 0
+
+
+def test_without_a_rung_in_the_budget_validation_runs_once_per_trial(tiny_space, tmp_path):
+    # The default 2 epochs: early stopping on, but its first rung is epoch 2, the last epoch.
+    s = settings(tiny_space, tmp_path, trials=2, epochs=2, objectives=("accuracy", "flops"))
+    run_search(s)
+    for t in finished(optuna.load_study(study_name="t", storage=s.storage_url)):
+        assert t.user_attrs["training"]["epochs_run"] == 2 and len(t.user_attrs["training"]["history"]) == 1
+        assert "epoch_accuracy" not in t.user_attrs
 
 
 def test_early_stopping_prunes_and_records_why(tiny_space, tmp_path):
