@@ -63,6 +63,8 @@ def run_one(args: argparse.Namespace, sampler: str, seed: int) -> dict:
     summary = run_search(settings)
     wall = time.monotonic() - t
     logging.info("%s: %d finished, %d failed in %.0f s", name, summary.finished, summary.failed, wall)
+    if summary.interrupted:  # Ctrl-C or SIGTERM: stop the benchmark, not only this study
+        raise SystemExit(f"{name}: interrupted after {summary.finished} finished trials; run again to resume")
     return {"study": name, "wall_s": wall, "finished": summary.finished, "failed": summary.failed}
 
 
