@@ -218,8 +218,9 @@ class _Worker:
         self.num_classes = len(data.classes)
         self.input_size = settings.input_size or default_input_size(settings.preset, native=data.images.shape[-1])
         # Workers split the cores: torch's default (every core per process) oversubscribes them,
-        # and proxy training then ran ~10x slower here (docs/BENCHMARKS.md, "Search cost").
-        threads = max(1, (os.cpu_count() or 1) // settings.workers)
+        # and proxy training then ran ~10x slower here (docs/BENCHMARKS.md, "Search cost"). A lower
+        # limit already set (OMP_NUM_THREADS=1 for searches sharing a machine) is kept.
+        threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // settings.workers))
         train = {"device": settings.device, "seed": settings.seed, "threads": threads}
         if settings.epochs is not None:
             train["epochs"] = settings.epochs
@@ -229,7 +230,7 @@ class _Worker:
             probe = LatencyProbe(settings=LatencySettings(device=settings.device, threads=settings.threads, backend=settings.latency_backend))
         self.early_stopping = EarlyStopping(eta=settings.rung_ratio) if settings.early_stopping else None
         # Validation accuracy after each epoch is measured only where early stopping can act on it:
-        # at the default 2 epochs there is no rung, and the epoch-1 pass would cost ~4% of a trial.
+        # at the default 2 epochs there is no rung, and the epoch-1 pass cost 11-13% of a default trial.
         self._rungs = self.early_stopping.rungs(self.train_settings.epochs) if self.early_stopping else []
         # Settings no config can have (an input size out of range) fail here, before the study is
         # touched: the smallest network (one block, stride 1) is checked with them.

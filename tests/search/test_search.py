@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import optuna
 import pytest
@@ -10,7 +11,7 @@ import torch
 from optuna.trial import TrialState
 
 from search import SearchError, SearchSettings, create_or_load_study, run_search
-from search._search import enqueue_baselines
+from search._search import _Worker, enqueue_baselines
 from spaces import load_space, reference
 
 
@@ -138,6 +139,19 @@ def test_without_a_rung_in_the_budget_validation_runs_once_per_trial(tiny_space,
     for t in finished(optuna.load_study(study_name="t", storage=s.storage_url)):
         assert t.user_attrs["training"]["epochs_run"] == 2 and len(t.user_attrs["training"]["history"]) == 1
         assert "epoch_accuracy" not in t.user_attrs
+
+
+def test_training_threads_split_the_cores_and_keep_a_lower_limit(tiny_space, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        cores = os.cpu_count() or 1
+        torch.set_num_threads(cores + 1)  # above the cores: the workers' share of them wins
+        assert _Worker(settings(tiny_space, tmp_path)).train_settings.threads == cores
+        assert _Worker(settings(tiny_space, tmp_path, workers=2)).train_settings.threads == max(1, cores // 2)
+        torch.set_num_threads(1)  # as OMP_NUM_THREADS=1 sets it, for searches sharing a machine
+        assert _Worker(settings(tiny_space, tmp_path)).train_settings.threads == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_early_stopping_prunes_and_records_why(tiny_space, tmp_path):
