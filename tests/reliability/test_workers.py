@@ -1,8 +1,9 @@
 """Several workers on one machine share one study: ``--workers N``, or N separate commands.
 
 For SQLite (the default) and Optuna's journal file: the study ends with exactly ``--trials``
-finished trials, numbered 0..n-1 once each, no failures, and no "database is locked" (or any
-traceback) reaching the user.
+finished trials, numbered 0..n-1 once each, no failures (separate commands: none but a surplus
+trial, asked for while the other command took the last one), and no "database is locked" (or
+any traceback) reaching the user.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ def test_separate_commands_share_one_study(h, cost_flags, tmp_path, procs, kind)
     for result in results:
         assert result.rc == 0 and result.clean(), result.err
     snap = h.snapshot(url, "s")
-    assert_exact(h, snap, TRIALS)
+    h.assert_whole(snap, TRIALS)
+    # With no shared ask-lock (as on two machines) both commands can ask for the last trial; the
+    # later one records its trial as a surplus, unrun. That is the only failure allowed.
+    assert all(t.user_attrs.get("surplus") for t in snap.failed), snap.summary()
     assert len(snap.pids()) == 2, f"both commands should have run trials: {snap.pids()}"
 
 
