@@ -299,6 +299,8 @@ class _Worker:
         def on_epoch(epoch: int, accuracy: float) -> bool:
             epoch_accuracy.append(float(accuracy))
             trial.set_user_attr("epoch_accuracy", list(epoch_accuracy))
+            if epoch not in self._rungs:  # reading every finished trial's attrs costs; only rungs need them
+                return True
             reason = self.early_stopping.check(
                 epoch=epoch, epochs=self.train_settings.epochs, accuracy=accuracy,
                 flops=flops_seen[0], peers=self._peers(),
