@@ -91,12 +91,19 @@ def copy_baselines(args: argparse.Namespace, settings, first: str) -> None:
     study = create_or_load_study(settings, load_space(settings.space))
     if study.get_trials(deepcopy=False):
         return
-    for t in source.get_trials(deepcopy=False):
-        if t.user_attrs.get("baseline") and t.state.is_finished():
-            study.add_trial(optuna.trial.create_trial(
-                state=t.state, values=t.values, params=t.params, distributions=t.distributions,
-                user_attrs={**t.user_attrs, "copied_from": first}, intermediate_values=t.intermediate_values,
-            ))
+    baselines = [t for t in source.get_trials(deepcopy=False) if t.user_attrs.get("baseline") and t.state.is_finished()]
+    # A genetic sampler files every trial it samples under a generation and builds its populations
+    # from those; copied trials are never sampled, so they get the generation they would have had
+    # (in order), or NSGA-II would leave the baselines out of every population.
+    ga = study.sampler if isinstance(study.sampler, optuna.samplers.BaseGASampler) else None
+    for i, t in enumerate(baselines):
+        generation = {ga._get_generation_key(): i // ga.population_size} if ga else {}
+        study.add_trial(optuna.trial.create_trial(
+            state=t.state, values=t.values, params=t.params, distributions=t.distributions,
+            user_attrs={**t.user_attrs, "copied_from": first}, intermediate_values=t.intermediate_values,
+            # system attrs carry the constraints (feasibility) and the enqueued params
+            system_attrs={**t.system_attrs, **generation},
+        ))
 
 
 def load(args: argparse.Namespace, sampler: str, seed: int) -> pd.DataFrame | None:
