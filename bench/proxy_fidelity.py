@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                         "seed=1); the runs are stored under their own key, so they rank against the same long run")
     parser.add_argument("--results", type=Path, default=Path("/tmp/ghostnas-bench/proxy_fidelity.jsonl"))
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --results, add the missing ones")
+    parser.add_argument("--report-only", action="store_true",
+                        help="report from the runs in --results and train nothing (--resume trains what is missing)")
     parser.add_argument("--shard", default="0/1", help="I/N: train only models I, I+N, ... (one process per core, each with its own --results; "
                         "concatenate the files and run again with --resume for the report)")
     args = parser.parse_args(argv)
@@ -169,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args.results.parent.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict[str, Any]] = {}
-    if args.resume and args.results.exists():
+    if args.report_only and not args.results.exists():
+        parser.error(f"--report-only: no results file {args.results}")
+    if (args.resume or args.report_only) and args.results.exists():
         for row in map(json.loads, args.results.read_text().splitlines()):
             # Concatenated shard files hold a model more than once: keep every run of it.
             done.setdefault(row["id"], {**row, "runs": {}})["runs"].update(row["runs"])
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         row = done.get(config.id) or {"id": config.id, "flops": flops, "params": params, "width": config.width, "runs": {}}
         rows.append(row)
-        missing = [key for key in plan if key not in row["runs"]]
+        missing = [] if args.report_only else [key for key in plan if key not in row["runs"]]
         for key in missing:
             try:
                 result = train_proxy(config, train, val, plan[key])
