@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard", default="0/1", help="I/N: train only models I, I+N, ... (one process per core, each with its own --results; "
                         "concatenate the files and run again with --resume for the report)")
     args = parser.parse_args(argv)
+    if args.report_only and not args.results.exists():
+        parser.error(f"--report-only: no results file {args.results}")
     shard, shards = map(int, args.shard.split("/"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("evaluators.training", "fvcore"):
@@ -171,8 +173,6 @@ def main(argv: list[str] | None = None) -> int:
 
     args.results.parent.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict[str, Any]] = {}
-    if args.report_only and not args.results.exists():
-        parser.error(f"--report-only: no results file {args.results}")
     if (args.resume or args.report_only) and args.results.exists():
         for row in map(json.loads, args.results.read_text().splitlines()):
             # Concatenated shard files hold a model more than once: keep every run of it.
