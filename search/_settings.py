@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from spaces import ConfigError, read_data_file
+
 from search._objectives import Limits, SearchError, parse_count, parse_objectives
 from search._samplers import SAMPLERS
 from search._storage import default_storage_url, mask_url
@@ -107,15 +109,10 @@ class SearchSettings:
     @classmethod
     def from_file(cls, path: str | Path) -> dict[str, Any]:
         """The settings a ``--config`` YAML/JSON file holds (keys as flags, ``-`` or ``_``)."""
-        path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise SearchError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise SearchError(f"config file {path} is not a text file (not UTF-8)") from None
-        except yaml.YAMLError as exc:
-            raise SearchError(f"config file {path} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+            data = read_data_file(path, what="config file")
+        except ConfigError as exc:
+            raise SearchError(str(exc)) from None
         if data is None:
             return {}
         if not isinstance(data, dict):

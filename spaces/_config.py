@@ -20,13 +20,34 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Block", "ConfigError", "GhostNetConfig", "make_divisible"]
+__all__ = ["Block", "ConfigError", "GhostNetConfig", "make_divisible", "read_data_file"]
 
 FORMAT = "ghostnas/1"
 
 
 class ConfigError(ValueError):
     """A config (or a set of search parameters) that does not describe a buildable GhostNet."""
+
+
+def read_data_file(path: str | Path, *, what: str) -> Any:
+    """The data a JSON or YAML file holds; ``what`` names the file in error messages.
+
+    ``.json`` files are parsed as JSON, anything else with ``yaml.safe_load`` (which also reads
+    JSON): plain data only, so a user-supplied file can never construct objects.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not a text file (not UTF-8)") from None
+    is_json = path.suffix.lower() == ".json"
+    try:
+        return json.loads(text) if is_json else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{what} {path} is not valid {'JSON' if is_json else 'YAML'}: {first}") from None
 
 
 def make_divisible(value: float, divisor: int = 4, min_value: int | None = None) -> int:
@@ -240,18 +261,7 @@ class GhostNetConfig:
     @classmethod
     def load(cls, path: str | Path) -> GhostNetConfig:
         """Read a ``.json``/``.yaml``/``.yml`` file in either format (``safe_load`` only)."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"config file {path} is not a text file (not UTF-8)") from None
-        try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ConfigError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}") from None
+        data = read_data_file(path, what="config file")
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> None:

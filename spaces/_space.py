@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
 
-from spaces._config import Block, ConfigError, GhostNetConfig
+from spaces._config import Block, ConfigError, GhostNetConfig, read_data_file
 from spaces._reference import apply_preset
 
 __all__ = ["Choice", "Dimension", "Fixed", "IntRange", "SearchSpace", "StageSpace", "default_space_path", "load_space", "random_suggest"]
@@ -237,14 +236,7 @@ def default_space_path() -> Path:
 def load_space(path: str | Path | None = None) -> SearchSpace:
     """Read a space file (YAML or JSON; ``safe_load`` only). None: the default GhostNet space."""
     path = Path(path) if path is not None else default_space_path()
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read space file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"space file {path} is not a text file (not UTF-8)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"space file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    data = read_data_file(path, what="space file")
     return SearchSpace.from_dict(data, source=str(path))
 
 

@@ -121,7 +121,7 @@ CASES = [
     ("input-size-huge", lambda k: k.search("--input-size", "100000"), "input_size must be an integer in [8, 1024]"),
     ("bad-study-name", lambda k: k.search("--study", "../../etc"), "study name must be"),
     # config and space files: not YAML/JSON, wrong types, unknown keys, impossible ranges, empty choices
-    ("config-not-yaml", lambda k: k.search("--config", k / "not-yaml.yaml"), "is not valid YAML/JSON"),
+    ("config-not-yaml", lambda k: k.search("--config", k / "not-yaml.yaml"), "is not valid YAML"),
     ("config-binary", lambda k: k.search("--config", k / "binary.yaml"), "is not a text file (not UTF-8)"),
     ("config-wrong-type", lambda k: k.search("--config", k / "wrong-type.yaml"), "trials has the wrong type (str)"),
     ("config-unknown-key", lambda k: k.search("--config", k / "unknown-key.yaml"), "unknown setting(s) trails"),
