@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -88,7 +89,9 @@ def copy_baselines(args: argparse.Namespace, settings, first: str) -> None:
 
     source = optuna.load_study(study_name=first, storage=f"sqlite:///{args.work / first / 'study.db'}")
     settings.out_dir.mkdir(parents=True, exist_ok=True)
-    study = create_or_load_study(settings, load_space(settings.space))
+    # The source's proxy record (same split, seed and budget) goes along: the search checks a
+    # resumed study against it.
+    study = create_or_load_study(settings, load_space(settings.space), proxy=source.user_attrs.get("proxy"))
     if study.get_trials(deepcopy=False):
         return
     baselines = [t for t in source.get_trials(deepcopy=False) if t.user_attrs.get("baseline") and t.state.is_finished()]
@@ -234,8 +237,8 @@ def env() -> dict:
 
     model = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name")), platform.processor())
     load1 = Path("/proc/loadavg").read_text().split()[:3]
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": model, "cores": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "loadavg": load1}
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": model, "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(), "loadavg": load1}
 
 
 def main() -> None:
