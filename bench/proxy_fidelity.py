@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", action="append", default=[], metavar="FIELD=VALUE",
                         help="a TrainSettings field changed for the proxy runs only (repeatable; e.g. batch_size=32, lr=0.2, "
                         "seed=1); the runs are stored under their own key, so they rank against the same long run")
+    parser.add_argument("--proxy-train-images", type=int, default=None, metavar="N",
+                        help="train the proxy runs on N images instead of the split's training part: a larger draw of the "
+                        "same seed, whose validation images are the split's, so they rank against the same long run")
     parser.add_argument("--results", type=Path, default=Path("/tmp/ghostnas-bench/proxy_fidelity.jsonl"))
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --results, add the missing ones")
     parser.add_argument("--report-only", action="store_true",
@@ -156,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     data = load_dataset(str(args.data))
     train, val = proxy_split(data, seed=args.seed, subset=args.subset, val_fraction=args.val_fraction)
     log.info("split: %d train, %d validation images; input %dx%d", len(train), len(val), args.input_size, args.input_size)
+    proxy_data = (train, val)
+    if args.proxy_train_images is not None:
+        # proxy_split draws each class's images in one seeded order, validation first: with the
+        # same validation count, a bigger subset keeps these validation images and adds training ones.
+        bigger = args.proxy_train_images + len(val)
+        proxy_data = proxy_split(data, seed=args.seed, subset=bigger, val_fraction=len(val) / bigger)
+        if not torch.equal(proxy_data[1].images, val.images):
+            parser.error("--proxy-train-images: the larger split's validation images differ; pick another N")
+        log.info("proxy runs: %d train images, the same %d validation images", len(proxy_data[0]), len(val))
     models = spread_configs(count=args.models, pool=args.pool, seed=args.seed, input_size=args.input_size)
 
     long_epochs = args.epochs * args.factor
@@ -164,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     recipe = parse_recipe(args.recipe, defaults)
     proxy_base = dataclasses.replace(base, **recipe)
     suffix = "".join(f" {field}={value}" for field, value in recipe.items())
+    if args.proxy_train_images is not None:
+        suffix += f" train={args.proxy_train_images}"
     # The runs to make: (key in the results file, settings); the long run always has the default recipe.
     plan = {f"{e}{suffix}": dataclasses.replace(proxy_base, epochs=e) for e in sorted({args.epochs, *also})}
     long_seeds = args.long_seeds or [args.seed]
@@ -186,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         missing = [] if args.report_only else [key for key in plan if key not in row["runs"]]
         for key in missing:
             try:
-                result = train_proxy(config, train, val, plan[key])
+                images = (train, val) if key in long_keys else proxy_data
+                result = train_proxy(config, *images, plan[key])
                 row["runs"][key] = {
                     "accuracy": result.accuracy,
                     "seconds": round(sum(result.seconds.values()), 1),
