@@ -1,4 +1,4 @@
-"""GhostNAS command line: search, show, export, plot, eval.
+"""GhostNAS command line: search, confirm, show, export, plot, eval.
 
 Thin by design: it parses flags, calls the packages, and prints. Data goes to stdout, logs and
 progress to stderr. Known errors (bad flags, config files, data paths, storage URLs, studies)
@@ -77,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--input-size", type=int, help="input resolution (default: the preset's)")
     search.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default on)")
     _evaluation_flags(search)
+
+    confirm = commands.add_parser("confirm", help="retrain the front with more training seeds; the front is then ranked on mean accuracy")
+    confirm.add_argument("--study", required=True, help="study name")
+    confirm.add_argument("--storage", help="Optuna storage URL (default: runs/<study>/study.db)")
+    confirm.add_argument("--runs", type=int, help="training runs per front member, the search's included (default 3)")
+    confirm.add_argument("--max-models", type=int, help="confirm at most this many models (default: until the whole front is)")
+    confirm.add_argument("--device", choices=("cpu", "cuda"), help="where to train (default: the search's)")
+    confirm.add_argument("--dataset", help="the search's data set, if it has moved (it must hold the same images)")
+    confirm.add_argument("--data-root", type=Path, help="where torchvision datasets live, if moved")
+    confirm.add_argument("--out", type=Path, help="directory for the confirmed front's files (default: the search's)")
+    confirm.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default on)")
 
     for name, text in (("show", "print the Pareto front"), ("export", "write the Pareto front's configs"), ("plot", "write the Pareto plots as HTML")):
         sub = commands.add_parser(name, help=text)
@@ -203,6 +214,22 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from search import ConfirmSettings, confirm_study
+
+    values = {k: v for k, v in vars(args).items() if k in {"study", "storage", "runs", "max_models", "device", "dataset", "data_root", "out", "progress"} and v is not None}
+    if args.quiet and "progress" not in values:
+        values["progress"] = False
+    settings = _settings(ConfirmSettings, **values)
+    summary = confirm_study(settings)
+    log.info("%d runs trained (%d failed) in %.0f s; %d models confirmed", summary.trained, summary.failed, summary.seconds, summary.confirmed)
+    if not summary.complete and not summary.interrupted:
+        log.warning("the front still holds unconfirmed models (--max-models reached); run again with a larger limit")
+    for path in _write_outputs(settings.storage_url, settings.study, summary.out_dir):
+        print(path)
+    return EXIT_INTERRUPTED if summary.interrupted else 0
+
+
 def _write_outputs(storage: str, study_name: str, out_dir: Path) -> list[Path]:
     """pareto.csv, pareto.md, best.json, best.py and plots/index.html beside the study."""
     from results import export, load_trials, pareto_front, write_plots
@@ -286,7 +313,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return (UsageError, ConfigError, DataError, SearchError, ResultsError)
 
 
-COMMANDS = {"search": cmd_search, "show": cmd_show, "export": cmd_export, "plot": cmd_plot, "eval": cmd_eval}
+COMMANDS = {"search": cmd_search, "confirm": cmd_confirm, "show": cmd_show, "export": cmd_export, "plot": cmd_plot, "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,9 @@ enqueued first as baselines, early stopping as by default. Then, over all studie
 
 Studies live under ``--work`` (outside the repo); a study already there is resumed, not rerun,
 so the script can be re-run to add samplers/seeds or only to re-analyse (``--analyse-only``).
+``--confirm-runs N`` then runs ``ghostnas confirm --runs N`` on each study (with ``--analyse-only``:
+on the studies already there, without searching), so fronts and baselines are judged on the mean
+accuracy of N training runs; only searched trials with N runs count as dominating a baseline.
 
     .venv/bin/python bench/search_quality.py --trials 16 --subset 2000 --epochs 2 --seeds 0
 """
@@ -109,6 +112,44 @@ def copy_baselines(args: argparse.Namespace, settings, first: str) -> None:
         ))
 
 
+def confirm_one(args: argparse.Namespace, sampler: str, seed: int) -> dict:
+    """``ghostnas confirm`` on one study: its front and baselines get ``--confirm-runs`` runs."""
+    from search import ConfirmSettings, confirm_study
+
+    name = study_name(sampler, seed)
+    if args.share_baselines and baseline_source(args, seed) != name:
+        copy_baseline_runs(args, baseline_source(args, seed), name)
+    t = time.monotonic()
+    summary = confirm_study(ConfirmSettings(
+        study=name, storage=f"sqlite:///{args.work / name / 'study.db'}", runs=args.confirm_runs, out=args.work / name, progress=False,
+    ))  # fmt: skip
+    wall = time.monotonic() - t
+    logging.info("%s: %d runs trained, %d models confirmed in %.0f s", name, summary.trained, summary.confirmed, wall)
+    if summary.interrupted:
+        raise SystemExit(f"{name}: confirm interrupted; run again to resume")
+    return {"study": name, "confirm_wall_s": wall, "confirm_runs_trained": summary.trained, "confirmed": summary.confirmed}
+
+
+def copy_baseline_runs(args: argparse.Namespace, first: str, name: str) -> None:
+    """The confirmed runs of ``first``'s baselines, given to the same baselines in ``name``.
+
+    Copied baselines are the same configs on the same split and seeds (see ``copy_baselines``),
+    and a run with the same seed trains the same model, so they are trained once, in ``first``.
+    """
+    import optuna
+
+    from results import ACCURACY_RUNS_KEY
+
+    source = optuna.load_study(study_name=first, storage=f"sqlite:///{args.work / first / 'study.db'}")
+    target = optuna.load_study(study_name=name, storage=f"sqlite:///{args.work / name / 'study.db'}")
+    numbers = {t.user_attrs["baseline"]: t.number for t in target.get_trials(deepcopy=False) if t.user_attrs.get("baseline") and t.values}
+    for t in source.get_trials(deepcopy=False):
+        runs = source.user_attrs.get(f"{ACCURACY_RUNS_KEY}{t.number}")
+        number = numbers.get(t.user_attrs.get("baseline"))
+        if runs and number is not None and f"{ACCURACY_RUNS_KEY}{number}" not in target.user_attrs:
+            target.set_user_attr(f"{ACCURACY_RUNS_KEY}{number}", runs)
+
+
 def load(args: argparse.Namespace, sampler: str, seed: int) -> pd.DataFrame | None:
     name = study_name(sampler, seed)
     db = args.work / name / "study.db"
@@ -124,11 +165,15 @@ def load(args: argparse.Namespace, sampler: str, seed: int) -> pd.DataFrame | No
     return frame
 
 
-def dominance(frame: pd.DataFrame) -> list[dict]:
-    """Per baseline: the searched feasible trials of the same study that dominate it."""
+def dominance(frame: pd.DataFrame, *, min_runs: int = 1) -> list[dict]:
+    """Per baseline: the searched feasible trials of the same study that dominate it.
+
+    After ``confirm``, only searched trials with ``min_runs`` training runs count: a trial off
+    the confirmed front keeps its single search run, the lucky draw confirming is there to discount.
+    """
     ok = frame[frame["feasible"] & frame[OBJ].notna().all(axis=1)]
     is_base = ok["baseline"].notna()
-    searched, bases = ok[~is_base], ok[is_base]
+    searched, bases = ok[~is_base & (ok["accuracy_runs"] >= min_runs)], ok[is_base]
     rows = []
     for _, b in bases.iterrows():
         dom = searched[
@@ -141,7 +186,7 @@ def dominance(frame: pd.DataFrame) -> list[dict]:
         row = {
             "sampler": b["sampler"], "seed": int(b["seed"]), "baseline": b["baseline"],
             "b_accuracy": round(float(b["accuracy"]), 4), "b_latency_ms": round(float(b["latency_ms"]), 3),
-            "b_mflops": round(float(b["flops"]) / 1e6, 2),
+            "b_mflops": round(float(b["flops"]) / 1e6, 2), "b_runs": int(b["accuracy_runs"]),
             "covered": len(covered) > 0, "dominated_by": len(dom), "dominated_by_on_ratio": len(dom_ratio),
         }
         if len(dom):
@@ -225,9 +270,10 @@ def analyse(args: argparse.Namespace, runs: list[dict]) -> dict:
             "hypervolume": round(float(hypervolume(f, objectives=OBJ, bounds=bounds)), 4),
             "hv_at": at, "front_size": int(len(pareto_front(f, objectives=OBJ))),
             "best_accuracy": round(float(f.loc[f["feasible"], "accuracy"].max()), 4),
+            "front_runs": sorted(int(r) for r in pareto_front(f, objectives=OBJ)["accuracy_runs"]),
             "median_searched_trial_s": round(float(durations.median()), 1), "sum_searched_trial_s": round(float(durations.sum()), 0),
         })
-        report["dominance"].extend(dominance(f))
+        report["dominance"].extend(dominance(f, min_runs=args.confirm_runs or 1))
     report["chart"] = chart(frames, args.chart)
     return report
 
@@ -256,6 +302,8 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=ROOT / "docs/bench/search_quality.json")
     p.add_argument("--chart", type=Path, default=ROOT / "docs/bench/search_quality")
     p.add_argument("--analyse-only", action="store_true")
+    p.add_argument("--confirm-runs", type=int, default=None,
+                   help="after the searches, `ghostnas confirm --runs N` each study (fronts and baselines on mean accuracy)")
     p.add_argument("--no-early-stopping", dest="early_stopping", action="store_false",
                    help="early stopping off; studies are named sq-<sampler>-noes-s<seed>")
     p.add_argument("--baselines-from", default=None, help="study (under --work) to copy the baselines from, e.g. sq-tpe-s0")
@@ -282,6 +330,10 @@ def main() -> None:
         for seed in args.seeds:
             for sampler in args.samplers:
                 runs.append(run_one(args, sampler, seed))
+    if args.confirm_runs:
+        for seed in args.seeds:
+            for sampler in args.samplers:  # the first sampler's baselines are confirmed first, then shared
+                runs.append(confirm_one(args, sampler, seed))
     report = {"env": env(), "command": " ".join(sys.argv), "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     report.update(analyse(args, runs))
     args.json.write_text(json.dumps(report, indent=1, default=str))

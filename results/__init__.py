@@ -5,7 +5,7 @@ neither training code nor the sampler."""
 from __future__ import annotations
 
 from results._export import EXPORT_FORMATS, export, read_exported, render
-from results._frame import OBJECTIVES, ResultsError, load_trials, open_study
+from results._frame import ACCURACY_RUNS_KEY, OBJECTIVES, ResultsError, load_trials, open_study
 from results._pareto import REFERENCE_POINT, hypervolume, hypervolume_history, normalisation_bounds, pareto_front
 from results._plots import (
     plot_hypervolume,
@@ -17,6 +17,7 @@ from results._plots import (
 )
 
 __all__ = [
+    "ACCURACY_RUNS_KEY",
     "EXPORT_FORMATS",
     "OBJECTIVES",
     "REFERENCE_POINT",

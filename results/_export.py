@@ -75,7 +75,7 @@ def _stage_columns(front: pd.DataFrame) -> list[str]:
 
 
 def _csv(front: pd.DataFrame) -> str:
-    columns = ["number", "baseline", *OBJECTIVES, "config_id", *_KEY_FIELDS, *_stage_columns(front)]
+    columns = ["number", "baseline", *OBJECTIVES, "accuracy_runs", "accuracy_sd", "config_id", *_KEY_FIELDS, *_stage_columns(front)]
     stream = io.StringIO()
     front[columns].to_csv(stream, index=False)
     return stream.getvalue()
@@ -92,13 +92,14 @@ def _markdown(front: pd.DataFrame) -> str:
         f"{len(front)} feasible trial(s) on the front of {described or 'the study objectives'}; "
         f"limits: {', '.join(f'{k} {v:g}' for k, v in limits.items()) or 'none'}.",
         "",
-        "| trial | accuracy % | latency ms | FLOPs M | params M | width | ratio | dw_size | depth | baseline | config |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| trial | accuracy % | runs | latency ms | FLOPs M | params M | width | ratio | dw_size | depth | baseline | config |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in front.itertuples(index=False):
         cells = [
             str(row.number),
-            _fmt(row.accuracy, 100, ".2f"),
+            _fmt(row.accuracy, 100, ".2f") + ("" if math.isnan(row.accuracy_sd) else f" ± {100 * row.accuracy_sd:.2f}"),
+            _plain(row.accuracy_runs),
             _fmt(row.latency_ms, 1, ".2f"),
             _fmt(row.flops, 1e-6, ".1f"),
             _fmt(row.params, 1e-6, ".2f"),
@@ -131,6 +132,8 @@ def _members(front: pd.DataFrame) -> list[dict[str, Any]]:
             "trial": int(row.number),
             "baseline": _text(row.baseline),
             "scores": {name: _json_number(getattr(row, name)) for name in OBJECTIVES},
+            "accuracy_runs": None if pd.isna(row.accuracy_runs) else int(row.accuracy_runs),
+            "accuracy_sd": _json_number(row.accuracy_sd),
             "config_id": _text(row.config_id),
             "config": config.to_dict(),
             "official": config.to_official(strict=False),

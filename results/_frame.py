@@ -6,6 +6,8 @@ following that page) can be inspected here without torch training or the sampler
 
 from __future__ import annotations
 
+import math
+import statistics
 from typing import Any
 
 import optuna
@@ -13,9 +15,12 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-__all__ = ["OBJECTIVES", "ResultsError", "load_trials", "open_study"]
+__all__ = ["ACCURACY_RUNS_KEY", "OBJECTIVES", "ResultsError", "load_trials", "open_study"]
 
 FORMAT_VERSION = 1
+# Study user attr prefix of a trial's extra training runs ("accuracy_runs.<trial number>"),
+# written by ``ghostnas confirm``; docs/STUDY_FORMAT.md, "Study".
+ACCURACY_RUNS_KEY = "accuracy_runs."
 
 # Every score a trial can have and the direction it is optimised in (DESIGN.md, "Scores").
 OBJECTIVES: dict[str, str] = {
@@ -49,7 +54,9 @@ def load_trials(study: optuna.Study) -> pd.DataFrame:
 
     Columns: ``number``, ``state`` (Optuna's name, e.g. ``COMPLETE``), ``feasible`` (COMPLETE and
     every constraint <= 0), ``baseline`` (reference name or None), the four scores as measured
-    (NaN when never measured, e.g. accuracy of a trial a limit rejected), ``rejected``/``failed``/
+    (NaN when never measured, e.g. accuracy of a trial a limit rejected), ``accuracy_runs`` and
+    ``accuracy_sd`` (a COMPLETE trial's ``accuracy`` is the mean over the search's training run
+    and those ``ghostnas confirm`` added; ``accuracy_search`` keeps the search's), ``rejected``/``failed``/
     ``stopped`` reasons, ``config_id``, ``config`` (dict), ``width``, ``ratio``, ``dw_size``,
     ``depth`` (blocks in all), ``s{i}.depth`` per stage, ``seconds_<stage>``, ``constraints``,
     ``trial_params`` (Optuna params), ``datetime_start``, ``datetime_complete``, ``duration``.
@@ -73,10 +80,11 @@ def load_trials(study: optuna.Study) -> pd.DataFrame:
 
     trials = study.get_trials(deepcopy=False)
     stage_count = max((len(_config_of(t).get("stages", [])) for t in trials), default=0)
-    frame = pd.DataFrame([_row(trial, stage_count) for trial in trials], columns=_columns(stage_count))
+    rows = [_row(trial, stage_count, extra_runs=attrs.get(f"{ACCURACY_RUNS_KEY}{trial.number}")) for trial in trials]
+    frame = pd.DataFrame(rows, columns=_columns(stage_count))
     # Nullable integers: a trial without a config (a worker died early) must not turn the
     # other trials' ratio or depth into floats.
-    counts = ["ratio", "dw_size", "depth", *(f"s{i}.depth" for i in range(stage_count))]
+    counts = ["accuracy_runs", "ratio", "dw_size", "depth", *(f"s{i}.depth" for i in range(stage_count))]
     frame[counts] = frame[counts].astype("Int64")
     frame["feasible"] = frame["feasible"].astype(bool)
     frame.attrs = {
@@ -90,7 +98,8 @@ def load_trials(study: optuna.Study) -> pd.DataFrame:
 
 def _columns(stage_count: int) -> list[str]:
     return [
-        "number", "state", "feasible", "baseline", *OBJECTIVES, "rejected", "failed", "stopped",
+        "number", "state", "feasible", "baseline", *OBJECTIVES, "accuracy_runs", "accuracy_sd", "accuracy_search",
+        "rejected", "failed", "stopped",
         "config_id", "config", "width", "ratio", "dw_size", "depth",
         *(f"s{i}.depth" for i in range(stage_count)),
         *(f"seconds_{stage}" for stage in STAGE_SECONDS),
@@ -103,7 +112,7 @@ def _config_of(trial: FrozenTrial) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def _row(trial: FrozenTrial, stage_count: int) -> dict[str, Any]:
+def _row(trial: FrozenTrial, stage_count: int, *, extra_runs: Any = None) -> dict[str, Any]:
     attrs = trial.user_attrs
     scores = attrs.get("scores") or {}
     seconds = attrs.get("seconds") or {}
@@ -116,6 +125,7 @@ def _row(trial: FrozenTrial, stage_count: int) -> dict[str, Any]:
         "feasible": complete and all(value <= 0 for value in trial.constraints.values()),
         "baseline": attrs.get("baseline"),
         **{name: _number(scores.get(name)) for name in OBJECTIVES},
+        **_accuracy_runs(_number(scores.get("accuracy")), extra_runs if complete else None),
         "rejected": attrs.get("rejected"),
         "failed": attrs.get("failed"),
         "stopped": attrs.get("stopped"),
@@ -135,6 +145,23 @@ def _row(trial: FrozenTrial, stage_count: int) -> dict[str, Any]:
     for i in range(stage_count):
         row[f"s{i}.depth"] = len(stages[i]) if i < len(stages) else None
     return row
+
+
+def _accuracy_runs(search: float, extra_runs: Any) -> dict[str, Any]:
+    """The accuracy columns: the mean over the search's run and every confirmed extra run.
+
+    ``extra_runs`` is the study attr's list of ``{"seed", "accuracy"}`` (or ``"failed"``) runs;
+    failed or malformed entries count for nothing.
+    """
+    if math.isnan(search):
+        return {"accuracy": search, "accuracy_runs": None, "accuracy_sd": math.nan, "accuracy_search": search}
+    runs = [search]
+    for run in extra_runs if isinstance(extra_runs, list) else []:
+        value = _number(run.get("accuracy")) if isinstance(run, dict) else math.nan
+        if 0.0 <= value <= 1.0:
+            runs.append(value)
+    sd = statistics.stdev(runs) if len(runs) > 1 else math.nan
+    return {"accuracy": statistics.fmean(runs), "accuracy_runs": len(runs), "accuracy_sd": sd, "accuracy_search": search}
 
 
 def _number(value: Any) -> float:

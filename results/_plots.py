@@ -140,8 +140,9 @@ def _hover(points: pd.DataFrame) -> list[str]:
     texts = []
     for row in points.itertuples(index=False):
         label = f"trial {row.number}" + ("" if pd.isna(row.baseline) else f" ({html.escape(row.baseline)})")
+        runs = "" if pd.isna(row.accuracy_runs) or row.accuracy_runs < 2 else f" (mean of {row.accuracy_runs} runs)"
         texts.append(
-            f"{label}<br>accuracy {_show(row.accuracy * 100, '.2f')} %<br>latency {_show(row.latency_ms, '.2f')} ms"
+            f"{label}<br>accuracy {_show(row.accuracy * 100, '.2f')} %{runs}<br>latency {_show(row.latency_ms, '.2f')} ms"
             f"<br>FLOPs {_show(row.flops / 1e6, '.1f')} M<br>params {_show(row.params / 1e6, '.2f')} M"
             f"<br>width {row.width}, depth {row.depth}, ratio {row.ratio}, dw_size {row.dw_size}"
         )

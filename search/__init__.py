@@ -3,6 +3,7 @@ workers. The only package that imports Optuna's trial API; evaluators never impo
 
 from __future__ import annotations
 
+from search._confirm import ConfirmSettings, ConfirmSummary, confirm_study
 from search._early_stop import EarlyStopping, Peer
 from search._objectives import OBJECTIVES, Limits, SearchError, parse_count, parse_objectives
 from search._samplers import SAMPLERS, make_sampler
@@ -11,6 +12,8 @@ from search._settings import SearchSettings
 from search._storage import mask_url, open_storage
 
 __all__ = [
+    "ConfirmSettings",
+    "ConfirmSummary",
     "EarlyStopping",
     "Limits",
     "OBJECTIVES",
@@ -19,6 +22,7 @@ __all__ = [
     "SearchError",
     "SearchSettings",
     "SearchSummary",
+    "confirm_study",
     "create_or_load_study",
     "make_sampler",
     "mask_url",

@@ -64,11 +64,17 @@ def test_search_show_export_plot_end_to_end(capsys, fast_flags, tmp_path):
     assert written == [str(run_dir / n) for n in ("pareto.csv", "pareto.md", "best.json", "best.py", "plots/index.html")]
     storage = f"sqlite:///{run_dir / 'study.db'}"
 
+    # confirm retrains the front with one more seed and rewrites the same files from the means
+    code, out, err = run(capsys, "confirm", "--study", "cli", "--storage", storage, "--runs", "2", "--no-progress")
+    assert code == 0, err
+    assert out.split() == written
+
     code, out, _ = run(capsys, "show", "--study", "cli", "--storage", storage)
-    assert code == 0 and "| trial |" in out
+    assert code == 0 and "| trial | accuracy % | runs |" in out
 
     front = pd.read_csv(run_dir / "pareto.csv")
     assert 1 <= len(front) <= 3 and set(front["number"]).issubset({0, 1, 2})
+    assert (front["accuracy_runs"] == 2).all()
     members = json.loads((run_dir / "best.json").read_text())
     assert [m["trial"] for m in members] == list(front["number"])
     configs = read_exported(run_dir / "best.py")

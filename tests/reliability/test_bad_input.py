@@ -151,6 +151,9 @@ CASES = [
     ("export-no-study", lambda k: ["export", "--study", "nope", "--storage", k.url], "study 'nope' does not exist"),
     ("plot-no-study", lambda k: ["plot", "--study", "nope", "--storage", k.url], "study 'nope' does not exist"),
     ("show-no-storage", lambda k: ["show", "--study", "nope"], "no SQLite storage at runs/nope/study.db"),
+    ("confirm-no-study", lambda k: ["confirm", "--study", "nope", "--storage", k.url], "study 'nope' does not exist"),
+    ("confirm-no-accuracy", lambda k: ["confirm", "--study", "kept", "--storage", k.url], "does not optimise accuracy: there is nothing to confirm"),
+    ("confirm-runs-1", lambda k: ["confirm", "--study", "kept", "--storage", k.url, "--runs", "1"], "--runs must be at least 2"),
     # an output directory that is not writable (under a regular file: root ignores permissions)
     ("search-out", lambda k: k.search("--out", k / "a-file/run"), "Not a directory"),
     ("export-out", lambda k: ["export", "--study", "kept", "--storage", k.url, "--out", k / "a-file/front.csv"], "cannot write"),

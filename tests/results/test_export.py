@@ -41,8 +41,8 @@ def test_markdown_is_a_readable_table(front, tmp_path):
     first = front.iloc[0]
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert cells[0] == str(first["number"])
-    assert cells[1] == f"{first['accuracy'] * 100:.2f}" and cells[3] == f"{first['flops'] / 1e6:.1f}"
-    assert cells[4] == f"{first['params'] / 1e6:.2f}" and cells[8] == str(first["depth"])
+    assert cells[1] == f"{first['accuracy'] * 100:.2f}" and cells[2] == "1" and cells[4] == f"{first['flops'] / 1e6:.1f}"
+    assert cells[5] == f"{first['params'] / 1e6:.2f}" and cells[9] == str(first["depth"])
     baselines = [line for line in rows if "ghostnet-" in line]
     assert len(baselines) == front["baseline"].notna().sum()
 

@@ -139,3 +139,20 @@ def test_empty_front_has_zero_hypervolume(make_study, storage_url):
     frame = load_trials(make_study(storage_url, "empty", ["accuracy", "flops"], []))
     assert pareto_front(frame).empty and hypervolume(frame) == 0.0
     assert hypervolume_history(frame).empty
+
+
+def test_confirmed_runs_move_the_front(hand_study):
+    # ghostnas confirm's extra training runs replace a trial's accuracy by the mean of all its
+    # runs. Trial 0 (0.80 in the search) averages 0.60 over two runs and falls behind 1 and 4
+    # (0.70, faster); trial 2 (0.60) averages 0.75 at 6 ms and joins the front. Failed or
+    # malformed runs count for nothing.
+    hand_study.set_user_attr("accuracy_runs.0", [{"seed": 1, "accuracy": 0.40}, {"seed": 2, "failed": "diverged"}])
+    hand_study.set_user_attr("accuracy_runs.2", [{"seed": 1, "accuracy": 0.90}, {"seed": 2, "accuracy": "high"}])
+    frame = load_trials(hand_study)
+    assert pareto_front(frame)["number"].tolist() == [3, 2, 1, 4]
+    row = frame.set_index("number").loc[0]
+    assert row["accuracy"] == pytest.approx(0.60) and row["accuracy_search"] == pytest.approx(0.80)
+    assert row["accuracy_runs"] == 2 and row["accuracy_sd"] == pytest.approx(np.std([0.8, 0.4], ddof=1))
+    # Unconfirmed trials keep their one run; trials without an accuracy have no run count.
+    assert frame.set_index("number").loc[3, "accuracy_runs"] == 1 and np.isnan(frame.set_index("number").loc[3, "accuracy_sd"])
+    assert pd.isna(frame.set_index("number").loc[6, "accuracy_runs"])

@@ -1,0 +1,207 @@
+"""Confirm a study's front: retrain its members with more training seeds before trusting it.
+
+One short proxy run's accuracy carries training-seed noise as large as the differences between
+the models it ranks (0.5-3.7 points sd at the CPU benchmark scale, against a 2.3-point spread
+between models; docs/BENCHMARKS.md). A front picked on single runs is full of lucky draws: in the
+search-quality recheck every searched model that beat a baseline in its search lost to it over
+four seeds. ``confirm_study`` retrains the front members and the baselines with training seeds
+``seed + 1 ... seed + runs - 1`` on the study's own split and budget (its ``proxy`` record),
+stores every run in the study (``accuracy_runs.<trial>``, docs/STUDY_FORMAT.md), where
+``results.load_trials`` turns a trial's accuracy into the mean over its runs, and recomputes the
+front. A member whose mean demotes it lets in trials it used to dominate, which still have one
+run: the loop repeats until every model on the front has all its runs.
+
+Each run is stored as soon as it ends, so an interrupted command resumes where it stopped. Run
+one ``confirm`` per study at a time: two would train the same runs and the later write wins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import torch
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from evaluators.training import TrainingFailed, train_proxy
+from results import ACCURACY_RUNS_KEY, load_trials, open_study, pareto_front
+from search._objectives import SearchError
+from search._search import _Worker
+from search._settings import SearchSettings
+from search._storage import default_storage_url, open_storage
+from spaces import GhostNetConfig
+
+__all__ = ["ConfirmSettings", "ConfirmSummary", "confirm_study"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConfirmSettings:
+    study: str
+    storage: str | None = None  # None: runs/<study>/study.db, the search's default
+    runs: int = 3  # training runs per confirmed model, the search's own included
+    max_models: int | None = None  # stop after confirming this many models (None: until the front is)
+    device: str | None = None  # None: the search's
+    dataset: str | None = None  # None: the search's; data moved since must still match its proxy record
+    data_root: Path | None = None
+    out: Path | None = None  # where the front's files are rewritten; None: the search's output directory
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("runs", "max_models"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise SearchError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.runs < 2:
+            raise SearchError(f"--runs must be at least 2 (the search's run and one more), got {self.runs}")
+        if self.device not in (None, "cpu", "cuda"):
+            raise SearchError(f"--device must be cpu or cuda, got {self.device!r}")
+        for name in ("data_root", "out"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or default_storage_url(Path("runs") / self.study)
+
+
+@dataclass(frozen=True)
+class ConfirmSummary:
+    confirmed: int  # models that have all their runs
+    trained: int  # runs this command trained (failed ones included)
+    failed: int  # of those, runs that failed
+    complete: bool  # every model on the front has all its runs
+    interrupted: bool
+    out_dir: Path  # where the front's files belong: --out, else the search's output directory
+    seconds: float
+
+
+def confirm_study(settings: ConfirmSettings) -> ConfirmSummary:
+    """Retrain the front of ``settings.study`` until every member's accuracy is a mean of
+    ``settings.runs`` runs (see the module notes)."""
+    start = time.monotonic()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # one log line per run is ours
+    worker = _worker_for(settings)
+    study, seed = worker.study, worker.train_settings.seed
+    seeds = [seed + k for k in range(1, settings.runs)]
+    started: set[int] = set()
+    trained = failed = 0
+    complete = interrupted = False
+    bar = tqdm(total=0, desc="confirm", unit="run", file=sys.stderr, disable=not settings.progress, dynamic_ncols=True)
+    try:
+        # Log lines go above the bar instead of through it.
+        with worker.stop.catching(signal.SIGINT, signal.SIGTERM), logging_redirect_tqdm() if settings.progress else contextlib.nullcontext():
+            while True:
+                todo = _unconfirmed(study, seeds)
+                if not todo:
+                    complete = True
+                    break
+                if settings.max_models is not None:
+                    room = max(0, settings.max_models - len(started))
+                    todo = [item for item in todo if item[0] in started] + [item for item in todo if item[0] not in started][:room]
+                    if not todo:
+                        break
+                bar.total += sum(len(missing) for _, _, missing in todo)
+                bar.refresh()
+                for number, config, missing in todo:
+                    started.add(number)
+                    for run_seed in missing:
+                        worker.stop.check()
+                        bar.set_postfix_str(f"trial {number} seed {run_seed}")
+                        ok = _train_run(worker, study, number, config, run_seed)
+                        trained += 1
+                        failed += not ok
+                        bar.update()
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted: the runs finished so far are stored; run the same command to go on")
+    finally:
+        bar.close()
+    return ConfirmSummary(
+        confirmed=_confirmed_count(study, seeds), trained=trained, failed=failed, complete=complete,
+        interrupted=interrupted, out_dir=worker.settings.out_dir, seconds=time.monotonic() - start,
+    )  # fmt: skip
+
+
+def _worker_for(settings: ConfirmSettings) -> _Worker:
+    """A search worker on the study, rebuilt from its recorded settings: the same data, split,
+    training seed and budget, checked against the study's proxy record."""
+    study = open_study(storage=open_storage(settings.storage_url, must_exist=True), study_name=settings.study)
+    attrs = study.user_attrs
+    if "accuracy" not in (attrs.get("objectives") or []):
+        raise SearchError(f"study {settings.study!r} does not optimise accuracy: there is nothing to confirm")
+    if not isinstance(attrs.get("settings"), dict) or not isinstance(attrs.get("proxy"), dict):
+        raise SearchError(f"study {settings.study!r} has no record of its data and proxy budget (written by an older GhostNAS); it cannot be confirmed")
+    recorded = dict(attrs["settings"])
+    overrides = {"study": settings.study, "storage": settings.storage_url, "workers": 1, "progress": False, "download": False}
+    overrides.update({k: v for k, v in (("device", settings.device), ("dataset", settings.dataset), ("data_root", settings.data_root), ("out", settings.out)) if v is not None})
+    try:
+        search_settings = SearchSettings(**{**recorded, **overrides})
+    except TypeError as exc:
+        raise SearchError(f"study {settings.study!r} records settings this version cannot read ({exc})") from None
+    if search_settings.device == "cuda" and not torch.cuda.is_available():
+        raise SearchError(f"study {settings.study!r} trained on cuda, which this machine lacks; pass --device cpu")
+    return _Worker(search_settings)
+
+
+def _unconfirmed(study: Any, seeds: list[int]) -> list[tuple[int, GhostNetConfig, list[int]]]:
+    """The front members and baselines still missing runs, front first (best accuracy first):
+    ``(trial number, config, seeds to train)``."""
+    frame = load_trials(study)
+    front = pareto_front(frame)
+    baselines = frame[frame["baseline"].notna() & frame["feasible"] & frame["accuracy"].notna()]
+    attrs = study.user_attrs
+    todo, seen = [], set()
+    for row in pd.concat([front, baselines]).itertuples(index=False):
+        if row.number in seen or not row.config:
+            continue
+        seen.add(row.number)
+        done = {run.get("seed") for run in _runs(attrs, row.number)}
+        missing = [s for s in seeds if s not in done]
+        if missing:
+            todo.append((int(row.number), GhostNetConfig.from_dict(row.config), missing))
+    return todo
+
+
+def _confirmed_count(study: Any, seeds: list[int]) -> int:
+    attrs = study.user_attrs
+    return sum(
+        key.startswith(ACCURACY_RUNS_KEY) and set(seeds) <= {run.get("seed") for run in _runs(attrs, key[len(ACCURACY_RUNS_KEY):])}
+        for key in attrs
+    )
+
+
+def _runs(attrs: dict[str, Any], number: Any) -> list[dict[str, Any]]:
+    runs = attrs.get(f"{ACCURACY_RUNS_KEY}{number}")
+    return [run for run in runs if isinstance(run, dict)] if isinstance(runs, list) else []
+
+
+def _train_run(worker: _Worker, study: Any, number: int, config: GhostNetConfig, seed: int) -> bool:
+    """Train one more run of trial ``number`` and store it; False if the run failed (stored too,
+    so it is not retried: a config that diverges with one seed is not confirmed by retrying)."""
+    settings = dataclasses.replace(worker.train_settings, seed=seed)
+    run: dict[str, Any] = {"seed": seed}
+    try:
+        run["accuracy"] = float(train_proxy(config, *worker.data, settings, check_stop=worker.stop.check).accuracy)
+    except TrainingFailed as exc:
+        run["failed"] = exc.reason
+    except (torch.OutOfMemoryError, MemoryError):
+        run["failed"] = "out of memory"
+    if "failed" in run:
+        log.warning("trial %d, seed %d: run failed: %s", number, seed, run["failed"])
+    key = f"{ACCURACY_RUNS_KEY}{number}"
+    runs = [r for r in _runs(study.user_attrs, number) if r.get("seed") != seed]
+    study.set_user_attr(key, [*runs, run])
+    return "accuracy" in run
+
