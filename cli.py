@@ -192,7 +192,7 @@ def _eval_table(result: dict[str, Any]) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from search import SearchSettings, run_search
+    from search import SearchSettings, mask_url, run_search
 
     values = SearchSettings.from_file(args.config) if args.config else {}
     flags = {
@@ -206,6 +206,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     settings = _settings(SearchSettings, **values)
     summary = run_search(settings)
     log.info("%d trials finished, %d failed, in %.0f s", summary.finished, summary.failed, summary.seconds)
+    if "accuracy" in settings.objectives:
+        where = f" --storage {mask_url(settings.storage_url)}" if settings.storage or settings.out else ""
+        log.info("accuracies are single proxy runs: `ghostnas confirm --study %s%s` retrains the front with more seeds", settings.study, where)
     paths = _write_outputs(settings.storage_url, settings.study, settings.out_dir)
     for path in paths:
         print(path)

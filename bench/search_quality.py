@@ -245,6 +245,17 @@ def chart(frames: list[pd.DataFrame], out: Path) -> str:
     return f"{out.with_suffix('.csv')} (HTML would exceed 5 MB)"
 
 
+def front_change(frame: pd.DataFrame) -> dict:
+    """How confirming changed the front: members on the front of single search runs
+    (``accuracy_search``) that stay on the front of mean accuracies, and members new to it."""
+    front = set(pareto_front(frame, objectives=OBJ)["number"])
+    single = frame.assign(accuracy=frame["accuracy_search"])
+    single.attrs = frame.attrs
+    before = set(pareto_front(single, objectives=OBJ)["number"])
+    runs = pareto_front(frame, objectives=OBJ)["accuracy_runs"]
+    return {"front_runs_min": int(runs.min()), "front_of_single_runs": len(before), "kept": len(front & before), "new": len(front - before)}
+
+
 def analyse(args: argparse.Namespace, runs: list[dict]) -> dict:
     frames = [f for s in args.samplers for seed in args.seeds if (f := load(args, s, seed)) is not None]
     if not frames:
@@ -270,7 +281,7 @@ def analyse(args: argparse.Namespace, runs: list[dict]) -> dict:
             "hypervolume": round(float(hypervolume(f, objectives=OBJ, bounds=bounds)), 4),
             "hv_at": at, "front_size": int(len(pareto_front(f, objectives=OBJ))),
             "best_accuracy": round(float(f.loc[f["feasible"], "accuracy"].max()), 4),
-            "front_runs": sorted(int(r) for r in pareto_front(f, objectives=OBJ)["accuracy_runs"]),
+            **front_change(f),
             "median_searched_trial_s": round(float(durations.median()), 1), "sum_searched_trial_s": round(float(durations.sum()), 0),
         })
         report["dominance"].extend(dominance(f, min_runs=args.confirm_runs or 1))
