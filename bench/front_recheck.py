@@ -14,6 +14,11 @@ else the most accurate covering one). Then two phases:
   it alone on the machine) and re-judges each pair on the mean accuracy over the search's run and
   the extra seeds, the new ratio to reference, and FLOPs.
 
+With ``--confirmed N`` the studies are ones ``search_quality.py --confirm-runs N`` confirmed: the
+pairs are taken on their mean accuracies (only searched models with N runs count), and the report
+judges each pair on the extra seeds alone, which played no part in picking it (the search's run
+and the confirm runs did), beside the mean over every run.
+
     OMP_NUM_THREADS=1 .venv/bin/python bench/front_recheck.py train --work /tmp/ghostnas-bench/sq3 --results /tmp/recheck.jsonl
     .venv/bin/python bench/front_recheck.py report --work /tmp/ghostnas-bench/sq3 --results /tmp/recheck.jsonl
 """
@@ -35,6 +40,7 @@ import optuna  # noqa: E402
 
 from bench.search_quality import dominance, env, load, study_name  # noqa: E402
 from evaluators.data import load_dataset, proxy_split  # noqa: E402
+from results import ACCURACY_RUNS_KEY  # noqa: E402
 from evaluators.latency import LatencyProbe, LatencySettings  # noqa: E402
 from evaluators.training import TrainingFailed, TrainSettings, train_proxy  # noqa: E402
 from spaces import GhostNetConfig  # noqa: E402
@@ -57,12 +63,12 @@ def pairs(args: argparse.Namespace) -> list[dict]:
                 source = next(t.user_attrs["copied_from"] for t in trials.values() if "copied_from" in t.user_attrs)
                 proxy = open_bench_study(args, source).user_attrs["proxy"]
             base_number = {b: int(n) for b, n in zip(frame["baseline"], frame["number"]) if isinstance(b, str)}
-            for row in dominance(frame):
+            for row in dominance(frame, min_runs=args.confirmed or 1):
                 if "best_trial" not in row:
                     continue
                 out.append({**row, "proxy": proxy, "dataset": study.user_attrs["settings"]["dataset"],
-                            "baseline_trial": model_record(trials[base_number[row["baseline"]]]),
-                            "searched_trial": model_record(trials[row["best_trial"]])})  # fmt: skip
+                            "baseline_trial": model_record(trials[base_number[row["baseline"]]], study),
+                            "searched_trial": model_record(trials[row["best_trial"]], study)})  # fmt: skip
     return out
 
 
@@ -70,10 +76,12 @@ def open_bench_study(args: argparse.Namespace, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{args.work / name / 'study.db'}")
 
 
-def model_record(trial: optuna.trial.FrozenTrial) -> dict:
+def model_record(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> dict:
     scores = trial.user_attrs["scores"]
+    confirm_runs = study.user_attrs.get(f"{ACCURACY_RUNS_KEY}{trial.number}") or []
     return {"number": trial.number, "config": trial.user_attrs["config"], "config_id": trial.user_attrs["config_id"],
             "accuracy": scores["accuracy"], "flops": scores["flops"],
+            "confirm_accuracies": [r["accuracy"] for r in confirm_runs if "accuracy" in r],
             "ratio_to_reference": (trial.user_attrs.get("latency") or {}).get("ratio_to_reference")}  # fmt: skip
 
 
@@ -117,23 +125,27 @@ def train(args: argparse.Namespace) -> None:
 
 
 def report(args: argparse.Namespace) -> dict:
-    runs = {}
+    extra = {}
     for line in args.results.read_text().splitlines():
         row = json.loads(line)
-        runs[row["key"]] = [row["search_accuracy"], *(a for a in row["extra"].values() if a is not None)]
+        extra[row["key"]] = [a for a in row["extra"].values() if a is not None]
     probe = LatencyProbe(settings=LatencySettings(threads=1))
     ratio: dict[str, float] = {}
     rows = []
     for p in pairs(args):
         keys = {w: model_key(p, w) for w in ("baseline_trial", "searched_trial")}
-        if any(k not in runs for k in keys.values()):
+        if any(k not in extra for k in keys.values()):
             log.warning("%s seed %s %s: not trained yet, skipped", p["sampler"], p["seed"], p["baseline"])
             continue
         for w in keys:
             cid = p[w]["config_id"]
             if cid not in ratio:
                 ratio[cid] = probe.measure(GhostNetConfig.from_dict(p[w]["config"])).ratio_to_reference
-        b, s = runs[keys["baseline_trial"]], runs[keys["searched_trial"]]
+        # Every run: the search's, confirm's, the extra seeds. Judged on the extra seeds alone
+        # for confirmed pairs (the other runs picked the pair), on every run otherwise.
+        every = {w: [p[w]["accuracy"], *p[w]["confirm_accuracies"], *extra[k]] for w, k in keys.items()}
+        judged = {w: extra[k] for w, k in keys.items()} if args.confirmed else every
+        b, s = judged["baseline_trial"], judged["searched_trial"]
         d = statistics.mean(s) - statistics.mean(b)
         se = math.sqrt(statistics.variance(s) / len(s) + statistics.variance(b) / len(b))
         lat = ratio[p["searched_trial"]["config_id"]] / ratio[p["baseline_trial"]["config_id"]]
@@ -145,15 +157,17 @@ def report(args: argparse.Namespace) -> dict:
             "searched_acc": [round(statistics.mean(s), 4), round(statistics.stdev(s), 4)],
             "d_accuracy": round(d, 4), "d_se": round(se, 4), "latency_ratio_x": round(lat, 3), "flops_x": round(flops, 3),
             "dominates": d >= 0 and lat <= 1 and flops <= 1,
+            "every_run": {w.split("_")[0]: [len(v), round(statistics.mean(v), 4)] for w, v in every.items()},
         })  # fmt: skip
-    print("| sampler | seed | baseline | searched | in the search: d acc, latency x, dominated | baseline acc (mean ± sd) | searched acc | d acc ± se | re-timed latency x (ratio to reference) | FLOPs x | dominates on the means |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| sampler | seed | baseline | searched | in the search: d acc, latency x, dominated | baseline acc (mean ± sd) | searched acc | d acc ± se | re-timed latency x (ratio to reference) | FLOPs x | dominates on the means | every run: baseline / searched (runs) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         sr = r["search"]
         print(f"| {r['sampler']} | {r['seed']} | {r['baseline'].replace('ghostnet-', '')} | #{r['searched_trial']} | "
               f"{sr['d_accuracy']:+.3f}, {sr['latency_x']}x, {'yes' if sr['dominated'] else 'no'} | "
               f"{r['baseline_acc'][0]:.3f} ± {r['baseline_acc'][1]:.3f} | {r['searched_acc'][0]:.3f} ± {r['searched_acc'][1]:.3f} | "
-              f"{r['d_accuracy']:+.3f} ± {r['d_se']:.3f} | {r['latency_ratio_x']}x | {r['flops_x']}x | {'**yes**' if r['dominates'] else 'no'} |")  # fmt: skip
+              f"{r['d_accuracy']:+.3f} ± {r['d_se']:.3f} | {r['latency_ratio_x']}x | {r['flops_x']}x | {'**yes**' if r['dominates'] else 'no'} | "
+              f"{r['every_run']['baseline'][1]:.3f} / {r['every_run']['searched'][1]:.3f} ({r['every_run']['baseline'][0]}, {r['every_run']['searched'][0]}) |")  # fmt: skip
     return {"env": env(), "command": " ".join(sys.argv), "pairs": rows}
 
 
@@ -169,6 +183,8 @@ def main() -> None:
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--shard", default="0/1", help="I/N: train only models I, I+N, ... (sorted by key)")
     parser.add_argument("--json", type=Path, help="report: also write the figures here")
+    parser.add_argument("--confirmed", type=int, default=None, metavar="N",
+                        help="studies confirmed with N runs: pairs on the means, judged on the extra seeds alone")
     args = parser.parse_args()
     if args.phase == "train":
         train(args)

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 
+import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
@@ -140,6 +141,39 @@ def test_timeout_stops_cleanly_and_resume_continues(h, cost_flags, tmp_path):
     h.assert_whole(after, target)
     assert not after.failed
     assert_outputs_valid(tmp_path / "run", after)
+
+
+def test_ctrl_c_stops_confirm_cleanly_and_the_same_command_goes_on(h, fast_flags, tmp_path, procs):
+    """SIGINT once confirm has stored a run: exit 130, every stored run whole; the same command
+    then trains only the runs still missing (no seed twice) and writes valid outputs."""
+    url = h.sqlite_url(tmp_path / "study.db")
+    search = h.cli("search", *fast_flags, "--storage", url, "--study", "c", "--trials", 3, "--objectives", "accuracy,flops")
+    assert search.rc == 0, search.err
+    study = optuna.load_study(study_name="c", storage=url)
+
+    def stored() -> dict[str, list]:
+        return {k: v for k, v in optuna.load_study(study_name="c", storage=url).user_attrs.items() if k.startswith("accuracy_runs.")}
+
+    args = ["confirm", "--storage", url, "--study", "c", "--runs", 4, "--no-progress"]
+    proc = h.spawn(*args, logs=tmp_path / "logs", new_session=True)
+    procs.append(proc)
+    h.wait_for("a stored confirm run", stored, procs=[proc])
+    os.killpg(proc.pid, signal.SIGINT)
+    result = proc.finish()
+    assert result.rc == 130 and result.clean(), result.err
+    first = stored()
+    assert first and all(all(0 <= r["accuracy"] <= 1 for r in runs) for runs in first.values())
+    assert sum(map(len, first.values())) < 3 * len(study.best_trials)  # really cut short
+
+    resumed = h.cli(*args)
+    assert resumed.rc == 0 and resumed.clean(), resumed.err
+    after = stored()
+    for key, runs in after.items():
+        assert sorted(r["seed"] for r in runs) == [1, 2, 3], key
+        assert runs[: len(first.get(key, []))] == first.get(key, [])  # kept, not retrained
+    front = pd.read_csv(tmp_path / "run" / "pareto.csv")
+    assert (front["accuracy_runs"] == 4).all()
+    assert_outputs_valid(tmp_path / "run", h.snapshot(url, "c"))
 
 
 def test_failing_trials_are_recorded_and_the_search_goes_on(h, cost_flags, tmp_path):
