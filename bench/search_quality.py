@@ -131,7 +131,8 @@ def confirm_one(args: argparse.Namespace, sampler: str, seed: int) -> dict:
 
 
 def copy_baseline_runs(args: argparse.Namespace, first: str, name: str) -> None:
-    """The confirmed runs of ``first``'s baselines, given to the same baselines in ``name``.
+    """The confirmed runs of ``first``'s baselines, given to the same baselines in ``name``
+    (and ``first``'s proxy record, which confirm retrains by, where ``name`` lacks it).
 
     Copied baselines are the same configs on the same split and seeds (see ``copy_baselines``),
     and a run with the same seed trains the same model, so they are trained once, in ``first``.
@@ -142,6 +143,8 @@ def copy_baseline_runs(args: argparse.Namespace, first: str, name: str) -> None:
 
     source = optuna.load_study(study_name=first, storage=f"sqlite:///{args.work / first / 'study.db'}")
     target = optuna.load_study(study_name=name, storage=f"sqlite:///{args.work / name / 'study.db'}")
+    if "proxy" not in target.user_attrs:  # baselines copied in before the record went along (run 3)
+        target.set_user_attr("proxy", source.user_attrs["proxy"])
     numbers = {t.user_attrs["baseline"]: t.number for t in target.get_trials(deepcopy=False) if t.user_attrs.get("baseline") and t.values}
     for t in source.get_trials(deepcopy=False):
         runs = source.user_attrs.get(f"{ACCURACY_RUNS_KEY}{t.number}")
