@@ -3,8 +3,8 @@
 One short proxy run's accuracy carries training-seed noise as large as the differences between
 the models it ranks (0.5-3.7 points sd at the CPU benchmark scale, against a 2.3-point spread
 between models; docs/BENCHMARKS.md). A front picked on single runs is full of lucky draws: in the
-search-quality recheck, none of the eight searched models that dominated a baseline in their
-search still did over four seeds. ``confirm_study`` retrains the front members and the baselines with training seeds
+search-quality recheck, none of the eight dominations of a baseline that the searches recorded
+held over four seeds. ``confirm_study`` retrains the front members and the baselines with training seeds
 ``seed + 1 ... seed + runs - 1`` on the study's own split and budget (its ``proxy`` record),
 stores every run in the study (``accuracy_runs.<trial>``, docs/STUDY_FORMAT.md), where
 ``results.load_trials`` turns a trial's accuracy into the mean over its runs, and recomputes the
