@@ -90,7 +90,7 @@ def _markdown(front: pd.DataFrame) -> str:
         f"# Pareto front of study `{name}`",
         "",
         f"{len(front)} feasible trial(s) on the front of {described or 'the study objectives'}; "
-        f"limits: {', '.join(f'{k} {v:g}' for k, v in limits.items()) or 'none'}.",
+        f"limits: {', '.join(f'{k} {v:g}' for k, v in limits.items()) or 'none'}. {_runs_note(front)}",
         "",
         "| trial | accuracy % | runs | latency ms | FLOPs M | params M | width | ratio | dw_size | depth | baseline | config |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
@@ -109,6 +109,18 @@ def _markdown(front: pd.DataFrame) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _runs_note(front: pd.DataFrame) -> str:
+    """How many training runs the accuracies rest on (``ghostnas confirm`` adds runs)."""
+    runs = front["accuracy_runs"].dropna()
+    confirmed = int((runs > 1).sum())
+    if not len(runs) or not confirmed:
+        return "Accuracies are single proxy runs: `ghostnas confirm` retrains the front with more seeds."
+    counts = "-".join(str(n) for n in sorted({int(runs[runs > 1].min()), int(runs.max())}))
+    if confirmed == len(runs):
+        return f"Accuracies are means over {counts} training runs (`ghostnas confirm`)."
+    return f"Accuracies of {confirmed} of {len(runs)} members are means over {counts} training runs; the rest are single runs."
 
 
 def _fmt(value: float, scale: float, spec: str) -> str:

@@ -45,6 +45,21 @@ def test_markdown_is_a_readable_table(front, tmp_path):
     assert cells[5] == f"{first['params'] / 1e6:.2f}" and cells[9] == str(first["depth"])
     baselines = [line for line in rows if "ghostnet-" in line]
     assert len(baselines) == front["baseline"].notna().sum()
+    assert "Accuracies are single proxy runs: `ghostnas confirm`" in lines[2]
+
+
+def test_markdown_says_which_accuracies_are_means(hand_study):
+    # Front of the hand study: 3, 0, 1, 4. Trial 3 gets two more runs, trial 0 one.
+    hand_study.set_user_attr("accuracy_runs.3", [{"seed": 1, "accuracy": 0.9}, {"seed": 2, "accuracy": 0.9}])
+    hand_study.set_user_attr("accuracy_runs.0", [{"seed": 1, "accuracy": 0.8}])
+    front = pareto_front(load_trials(hand_study))
+    text = render(front, fmt="md")
+    assert "Accuracies of 2 of 4 members are means over 2-3 training runs; the rest are single runs." in text
+    assert "| 3 | 90.00 ± 0.00 | 3 |" in text
+    for number in (1, 4):
+        hand_study.set_user_attr(f"accuracy_runs.{number}", [{"seed": 1, "accuracy": 0.7}, {"seed": 2, "accuracy": 0.7}])
+    front = pareto_front(load_trials(hand_study))
+    assert "Accuracies are means over 2-3 training runs (`ghostnas confirm`)." in render(front, fmt="md")
 
 
 def test_json_holds_full_and_official_configs(front, tmp_path):
