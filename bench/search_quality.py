@@ -251,12 +251,13 @@ def chart(frames: list[pd.DataFrame], out: Path) -> str:
 def front_change(frame: pd.DataFrame) -> dict:
     """How confirming changed the front: members on the front of single search runs
     (``accuracy_search``) that stay on the front of mean accuracies, and members new to it."""
-    front = set(pareto_front(frame, objectives=OBJ)["number"])
+    confirmed = pareto_front(frame, objectives=OBJ)
+    front = set(confirmed["number"])
     single = frame.assign(accuracy=frame["accuracy_search"])
     single.attrs = frame.attrs
     before = set(pareto_front(single, objectives=OBJ)["number"])
-    runs = pareto_front(frame, objectives=OBJ)["accuracy_runs"]
-    return {"front_runs_min": int(runs.min()), "front_of_single_runs": len(before), "kept": len(front & before), "new": len(front - before)}
+    return {"front_runs_min": int(confirmed["accuracy_runs"].min()), "front_of_single_runs": len(before),
+            "kept": len(front & before), "new": len(front - before)}
 
 
 def analyse(args: argparse.Namespace, runs: list[dict]) -> dict:
