@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="score one config: params, FLOPs, latency, proxy accuracy")
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--cfg", type=Path, help="config file: our JSON/YAML, the official table, or an export (json/py)")
-    source.add_argument("--reference", help="ghostnet-0.35x, -0.5x, -0.75x, -1.0x or -1.3x")
+    source.add_argument("--reference", help="ghostnet-0.35x, -0.5x, -0.75x, -1.0x, -1.3x; ghostnetv2-1.0x, -1.3x, -1.6x; ghostnetv3-1.0x")
     evaluate.add_argument("--preset", choices=("cifar", "imagenet"), help="for --reference: input layout (default imagenet)")
     evaluate.add_argument("--width", type=float, help="override the width multiplier")
     evaluate.add_argument("--input-size", type=int, help="override the input resolution")

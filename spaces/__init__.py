@@ -3,12 +3,16 @@ the search space. Pure data and torch: nothing here imports Optuna or the other 
 
 from __future__ import annotations
 
-from spaces._config import Block, ConfigError, GhostNetConfig, make_divisible, read_data_file
-from spaces._model import GhostBottleneck, GhostModule, GhostNet, SqueezeExcite, build_model
+from spaces._config import BLOCK_TYPES, MODULES, Block, ConfigError, GhostNetConfig, make_divisible, read_data_file
+from spaces._model import GhostBottleneck, GhostModule, GhostNet, GhostNetFeatures, SqueezeExcite, build_model
 from spaces._space import Choice, Dimension, Fixed, IntRange, SearchSpace, StageSpace, default_space_path, load_space, random_suggest
-from spaces._reference import OFFICIAL_CFGS, PRESETS, REFERENCE_WIDTHS, apply_preset, reference, reference_names
+from spaces._reference import FAMILY_REFERENCES, OFFICIAL_CFGS, PRESETS, REFERENCE_WIDTHS, apply_preset, reference, reference_names
 
 __all__ = [
+    "BLOCK_TYPES",
+    "FAMILY_REFERENCES",
+    "MODULES",
+    "GhostNetFeatures",
     "Block",
     "Choice",
     "Dimension",

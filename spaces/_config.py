@@ -20,9 +20,26 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Block", "ConfigError", "GhostNetConfig", "make_divisible", "read_data_file"]
+__all__ = ["BLOCK_TYPES", "MODULES", "Block", "ConfigError", "GhostNetConfig", "make_divisible", "read_data_file"]
 
 FORMAT = "ghostnas/1"
+
+# Per-stage bottleneck types. "ghost" is GhostNet v1. "ghostv2" adds GhostNetV2's DFC attention
+# to the first Ghost module. "ghostv3" is GhostNetV3's re-parameterisable bottleneck with that
+# attention, "ghostv3-nodfc" the same without it (GhostNetV3's first two layers); both fuse into
+# plain convs for inference (``build_model(config, deploy=True)``).
+BLOCK_TYPES = ("ghost", "ghostv2", "ghostv3", "ghostv3-nodfc")
+DFC_TYPES = ("ghostv2", "ghostv3")
+REPARAM_TYPES = ("ghostv3", "ghostv3-nodfc")
+# Ghost module variants: GhostNet's, or YOLOv5's GhostConv/GhostBottleneck (5x5 cheap op, SiLU,
+# ratio 2, no SE).
+MODULES = ("ghostnet", "yolov5")
+YOLOV5_FIXED = {"ratio": 2, "dw_size": 5, "se": 0.0, "block": "ghost"}
+MAX_DILATION = 4
+# Fields added after format ghostnas/1 was first written: to_dict leaves them out at these
+# values, so every config that existed before them keeps its id.
+_TIMM_LAYERS = {"v1": ("ghost", "ghost"), "v2": ("ghost", "ghostv2"), "v3": ("ghostv3-nodfc", "ghostv3")}
+_LATER_DEFAULTS = {"block_types": (), "module": "ghostnet", "dw_dilation": 1}
 
 
 class ConfigError(ValueError):
@@ -96,6 +113,10 @@ class GhostNetConfig:
     own so that the rule is visible: a config whose head differs from that rule is valid here
     but cannot be written in the official table format (``to_official`` refuses it).
     ``None`` means "follow the official rule" and is resolved when the config is made.
+
+    ``block_types`` holds one of ``BLOCK_TYPES`` per stage; ``()`` (and a tuple of only "ghost",
+    which it is stored as) means GhostNet v1 throughout. ``module`` is the Ghost module variant
+    (``MODULES``) and ``dw_dilation`` the dilation of the cheap depthwise operation.
     """
 
     stages: tuple[tuple[Block, ...], ...]
@@ -109,10 +130,17 @@ class GhostNetConfig:
     input_size: int = 224
     num_classes: int = 1000
     dropout: float = 0.2
+    block_types: tuple[str, ...] = ()
+    module: str = "ghostnet"
+    dw_dilation: int = 1
 
     def __post_init__(self) -> None:
         stages = tuple(tuple(_as_block(b) for b in stage) for stage in self.stages)
         object.__setattr__(self, "stages", stages)
+        if not isinstance(self.block_types, (list, tuple)):
+            raise ConfigError(f"block_types must be a list with one block type per stage, got {self.block_types!r}")
+        types = tuple(self.block_types)
+        object.__setattr__(self, "block_types", () if all(t == "ghost" for t in types) else types)
         if self.head_channels is None and stages and stages[-1]:
             object.__setattr__(self, "head_channels", stages[-1][-1].exp)
         self._validate()
@@ -140,13 +168,56 @@ class GhostNetConfig:
         _check_int("input_size", self.input_size, low=8, high=1024)
         _check_int("num_classes", self.num_classes, low=2)
         _check_number("dropout", self.dropout, low=0.0, high=0.95)
+        self._validate_family()
         if self.input_size < self.total_stride:
             raise ConfigError(
                 f"input_size {self.input_size} is smaller than the network's total stride "
                 f"{self.total_stride}: the last stages would see less than one pixel"
             )
 
+    def _validate_family(self) -> None:
+        """The Ghost-family fields: block types, module variant, cheap-op dilation."""
+        if self.block_types and len(self.block_types) != len(self.stages):
+            raise ConfigError(f"block_types has {len(self.block_types)} entries for {len(self.stages)} stages")
+        for si, kind in enumerate(self.block_types):
+            if kind not in BLOCK_TYPES:
+                raise ConfigError(f"stage {si} block type must be one of {', '.join(BLOCK_TYPES)}, got {kind!r}")
+        if self.module not in MODULES:
+            raise ConfigError(f"module must be one of {', '.join(MODULES)}, got {self.module!r}")
+        _check_int("dw_dilation", self.dw_dilation, low=1, high=MAX_DILATION)
+        if self.dw_dilation > 1 and self.dw_size == 1:
+            raise ConfigError("dw_dilation > 1 needs dw_size > 1 (a 1x1 cheap op has nothing to dilate)")
+        if self.module == "yolov5":
+            bad = [f"{k} {getattr(self, k)}" for k in ("ratio", "dw_size") if getattr(self, k) != YOLOV5_FIXED[k]]
+            bad += ["SE"] * any(block.se for block in self.blocks) + [f"block types {sorted(set(self.block_types))}"] * bool(self.block_types)
+            if bad:
+                raise ConfigError(f"module yolov5 fixes ratio 2, dw_size 5, no SE and ghost blocks; this config has {', '.join(bad)}")
+        size = math.ceil(self.input_size / self.stem_stride)
+        for si, stage in enumerate(self.stages):
+            if self.block_type(si) in DFC_TYPES and size < 2:
+                raise ConfigError(f"stage {si} ({self.block_type(si)}) sees a {size}x{size} input: DFC attention needs at least 2x2")
+            for block in stage:
+                size = math.ceil(size / block.stride)
+
     # -- derived values ---------------------------------------------------------------------
+
+    def block_type(self, stage: int) -> str:
+        return self.block_types[stage] if self.block_types else "ghost"
+
+    @property
+    def reparameterisable(self) -> bool:
+        """Whether the model has training-time branches that fuse for inference (ghostv3)."""
+        return any(kind in REPARAM_TYPES for kind in self.block_types)
+
+    def feature_taps(self) -> list[dict[str, Any]]:
+        """What a detection neck taps: the output of the last stage at each of the network's three
+        deepest reductions (8, 16, 32 for the imagenet layout), as ``num_chs``, ``reduction`` and
+        ``module``, the keys of timm's ``feature_info``."""
+        taps, reduction = {}, self.stem_stride
+        for si, stage in enumerate(self.stages):
+            reduction *= math.prod(block.stride for block in stage)
+            taps[reduction] = {"num_chs": self.channels(stage[-1].out), "reduction": reduction, "module": f"blocks.{si}"}
+        return [taps[r] for r in sorted(taps)[-3:]]
 
     @property
     def blocks(self) -> tuple[Block, ...]:
@@ -185,6 +256,11 @@ class GhostNetConfig:
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["stages"] = [[dataclasses.asdict(block) for block in stage] for stage in self.stages]
+        for name, default in _LATER_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
+        if "block_types" in data:
+            data["block_types"] = list(data["block_types"])
         return {"format": FORMAT, **data}
 
     @classmethod
@@ -214,6 +290,10 @@ class GhostNetConfig:
 
     def official_incompatibility(self) -> str | None:
         """Why the official ``GhostNet(cfgs, width)`` class cannot build this config, or None."""
+        return "; ".join(self._table_reasons() + self._block_type_reasons("v1")) or None
+
+    def _table_reasons(self) -> list[str]:
+        """What no GhostNet(cfgs, width) class (official, or timm's for any version) can express."""
         reasons = []
         if self.ratio != 2 or self.dw_size != 3:
             reasons.append(f"ghost ratio s={self.ratio}, dw_size={self.dw_size} (official: 2, 3)")
@@ -226,7 +306,38 @@ class GhostNetConfig:
             )
         if self.feature_channels != 1280:
             reasons.append(f"feature_channels {self.feature_channels} (official: 1280)")
-        return "; ".join(reasons) or None
+        if self.module != "ghostnet" or self.dw_dilation != 1:
+            reasons.append(f"module {self.module}, dw_dilation {self.dw_dilation} (official: ghostnet, 1)")
+        return reasons
+
+    def timm_version(self) -> str | None:
+        """The ``version`` with which timm's ``GhostNet(cfgs, width=..., version=...)`` builds
+        this config exactly, or None (``timm_incompatibility`` says why)."""
+        return next((v for v in ("v1", "v2", "v3") if self._timm_reasons(v) == []), None)
+
+    def timm_incompatibility(self) -> str | None:
+        if self.timm_version():
+            return None
+        closest = min(("v1", "v2", "v3"), key=lambda v: len(self._wrong_layers(v)))
+        return f"closest is version {closest}: " + "; ".join(self._timm_reasons(closest))
+
+    def _timm_reasons(self, version: str) -> list[str]:
+        return self._table_reasons() + self._block_type_reasons(version)
+
+    def _wrong_layers(self, version: str) -> list[tuple[int, str, str]]:
+        """(layer, block type, the type timm's ``version`` puts there) where they differ: v1 is
+        "ghost" throughout; v2 "ghost" then "ghostv2" from layer index 2 on; v3 "ghostv3-nodfc"
+        then "ghostv3" (the official V2/V3 code also starts attention at layer index 2)."""
+        first, rest = _TIMM_LAYERS[version]
+        layers = [self.block_type(si) for si, stage in enumerate(self.stages) for _ in stage]
+        return [(i, kind, first if i <= 1 else rest) for i, kind in enumerate(layers) if kind != (first if i <= 1 else rest)]
+
+    def _block_type_reasons(self, version: str) -> list[str]:
+        wrong = self._wrong_layers(version)
+        if not wrong:
+            return []
+        i, kind, expected = wrong[0]
+        return [f"{len(wrong)} layer(s) of another block type, first layer {i}: {kind} where {version} has {expected}"]
 
     def to_official(self, *, strict: bool = True) -> dict[str, Any]:
         """``{"cfgs": [...], "width": w}`` plus the keys our builder needs to rebuild it exactly.

@@ -2,7 +2,9 @@
 
 Module and attribute names follow the official implementation, so the state dict of a model
 built here for ``ratio=2, dw_size=3`` has the same keys and shapes as the official one (and its
-published weights load). The generalisations are the ghost ratio ``s`` and the cheap kernel.
+published weights load). The generalisations are the ghost ratio ``s``, the cheap kernel and its
+dilation, and the later family's blocks per stage (``spaces._family``: V2, V3, YOLOv5), whose
+names follow timm, so timm's GhostNetV2/V3 state dicts load too.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces._config import GhostNetConfig, make_divisible
+from spaces._config import DFC_TYPES, REPARAM_TYPES, Block, GhostNetConfig, make_divisible
+from spaces._family import GhostBottleneckV3, YoloGhostBottleneck, dfc_attention, dfc_gate
 
-__all__ = ["GhostBottleneck", "GhostModule", "GhostNet", "SqueezeExcite", "build_model"]
+__all__ = ["GhostBottleneck", "GhostModule", "GhostNet", "GhostNetFeatures", "SqueezeExcite", "build_model"]
 
 
 class SqueezeExcite(nn.Module):
@@ -46,9 +49,15 @@ class ConvBnAct(nn.Module):
 
 
 class GhostModule(nn.Module):
-    """A 1x1 primary conv makes ceil(out / s) maps; a depthwise ``dw_size`` conv makes the rest."""
+    """A 1x1 primary conv makes ceil(out / s) maps; a depthwise ``dw_size`` conv makes the rest.
 
-    def __init__(self, inp: int, oup: int, *, ratio: int = 2, dw_size: int = 3, relu: bool = True) -> None:
+    ``dfc`` adds GhostNetV2's DFC attention (timm's GhostModuleV2): a gate from the input at half
+    resolution multiplies the output.
+    """
+
+    def __init__(
+        self, inp: int, oup: int, *, ratio: int = 2, dw_size: int = 3, dilation: int = 1, relu: bool = True, dfc: bool = False
+    ) -> None:
         super().__init__()
         self.oup = oup
         init_channels = math.ceil(oup / ratio)
@@ -60,15 +69,17 @@ class GhostModule(nn.Module):
             act,
         )
         self.cheap_operation = nn.Sequential(
-            nn.Conv2d(init_channels, new_channels, dw_size, 1, dw_size // 2, groups=init_channels, bias=False),
+            nn.Conv2d(init_channels, new_channels, dw_size, 1, dilation * (dw_size // 2), dilation=dilation, groups=init_channels, bias=False),
             nn.BatchNorm2d(new_channels),
             nn.ReLU(inplace=True) if relu else nn.Identity(),
         )
+        self.short_conv = dfc_attention(inp, oup) if dfc else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = self.primary_conv(x)
         x2 = self.cheap_operation(x1)
-        return torch.cat([x1, x2], dim=1)[:, : self.oup]
+        out = torch.cat([x1, x2], dim=1)[:, : self.oup]
+        return out if self.short_conv is None else dfc_gate(self.short_conv, x, out)
 
 
 class GhostBottleneck(nn.Module):
@@ -85,15 +96,18 @@ class GhostBottleneck(nn.Module):
         se_ratio: float = 0.0,
         ratio: int = 2,
         dw_size: int = 3,
+        dilation: int = 1,
+        dfc: bool = False,
     ) -> None:
         super().__init__()
         self.stride = stride
-        self.ghost1 = GhostModule(in_chs, mid_chs, ratio=ratio, dw_size=dw_size, relu=True)
+        ghost = {"ratio": ratio, "dw_size": dw_size, "dilation": dilation}
+        self.ghost1 = GhostModule(in_chs, mid_chs, relu=True, dfc=dfc, **ghost)
         if stride > 1:
             self.conv_dw = nn.Conv2d(mid_chs, mid_chs, kernel, stride, (kernel - 1) // 2, groups=mid_chs, bias=False)
             self.bn_dw = nn.BatchNorm2d(mid_chs)
         self.se = SqueezeExcite(mid_chs, se_ratio=se_ratio) if se_ratio > 0 else None
-        self.ghost2 = GhostModule(mid_chs, out_chs, ratio=ratio, dw_size=dw_size, relu=False)
+        self.ghost2 = GhostModule(mid_chs, out_chs, relu=False, **ghost)
         if in_chs == out_chs and stride == 1:
             self.shortcut = nn.Sequential()
         else:
@@ -133,20 +147,8 @@ class GhostNet(nn.Module):
         for si, stage in enumerate(config.stages):
             layers = []
             for block in stage:
-                out_chs = config.channels(block.out)
-                layers.append(
-                    GhostBottleneck(
-                        in_chs,
-                        config.channels(block.exp),
-                        out_chs,
-                        kernel=block.kernel,
-                        stride=block.stride,
-                        se_ratio=block.se,
-                        ratio=config.ratio,
-                        dw_size=config.dw_size,
-                    )
-                )
-                in_chs, reduction = out_chs, reduction * block.stride
+                layers.append(_bottleneck(config, config.block_type(si), in_chs, block))
+                in_chs, reduction = config.channels(block.out), reduction * block.stride
             stages.append(nn.Sequential(*layers))
             self.feature_info.append({"num_chs": in_chs, "reduction": reduction, "module": f"blocks.{si}"})
         # The official rule: this 1x1 layer's width is the last block's expansion size (times
@@ -174,6 +176,58 @@ class GhostNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def build_model(config: GhostNetConfig) -> GhostNet:
-    """A freshly initialised GhostNet for ``config`` (PyTorch's default initialisation)."""
-    return GhostNet(config)
+    def fuse(self) -> GhostNet:
+        """Fold every re-parameterisable (ghostv3) block into its inference form, in place."""
+        for module in self.modules():
+            if isinstance(module, GhostBottleneckV3):
+                module.fuse()
+        return self
+
+
+def _bottleneck(config: GhostNetConfig, kind: str, in_chs: int, block: Block) -> nn.Module:
+    mid, out = config.channels(block.exp), config.channels(block.out)
+    if config.module == "yolov5":
+        return YoloGhostBottleneck(in_chs, mid, out, kernel=block.kernel, stride=block.stride, dw_size=config.dw_size, dilation=config.dw_dilation)
+    ghost = {"kernel": block.kernel, "stride": block.stride, "ratio": config.ratio, "dw_size": config.dw_size, "dilation": config.dw_dilation}
+    if kind in REPARAM_TYPES:
+        se = SqueezeExcite(mid, se_ratio=block.se) if block.se > 0 else None
+        return GhostBottleneckV3(in_chs, mid, out, se=se, dfc=kind in DFC_TYPES, **ghost)
+    return GhostBottleneck(in_chs, mid, out, se_ratio=block.se, dfc=kind in DFC_TYPES, **ghost)
+
+
+class GhostNetFeatures(nn.Module):
+    """A detection backbone: the stem and the stages up to the last tap of
+    ``config.feature_taps()``, returning those stages' outputs (timm's ``features_only``).
+
+    Parameter names are the classifier's, so a trained GhostNet's weights load into it.
+    """
+
+    def __init__(self, config: GhostNetConfig) -> None:
+        super().__init__()
+        full = GhostNet(config)
+        self.config = config
+        self.feature_info = config.feature_taps()
+        self._taps = [int(tap["module"].split(".")[1]) for tap in self.feature_info]
+        self.conv_stem, self.bn1, self.act1 = full.conv_stem, full.bn1, full.act1
+        self.blocks = full.blocks[: self._taps[-1] + 1]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.act1(self.bn1(self.conv_stem(x)))
+        features = []
+        for index, stage in enumerate(self.blocks):
+            x = stage(x)
+            if index in self._taps:
+                features.append(x)
+        return features
+
+    fuse = GhostNet.fuse
+
+
+def build_model(config: GhostNetConfig, *, features_only: bool = False, deploy: bool = False) -> GhostNet | GhostNetFeatures:
+    """A freshly initialised GhostNet for ``config`` (PyTorch's default initialisation).
+
+    ``features_only``: the detection backbone (``GhostNetFeatures``). ``deploy``: the inference
+    form, in eval mode, with re-parameterisable blocks fused (what is timed and exported).
+    """
+    model = GhostNetFeatures(config) if features_only else GhostNet(config)
+    return model.eval().fuse() if deploy else model

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Union
 
 
-from spaces._config import Block, ConfigError, GhostNetConfig, read_data_file
+from spaces._config import BLOCK_TYPES, MAX_DILATION, MODULES, YOLOV5_FIXED, Block, ConfigError, GhostNetConfig, read_data_file
 from spaces._reference import apply_preset
 
 __all__ = ["Choice", "Dimension", "Fixed", "IntRange", "SearchSpace", "StageSpace", "default_space_path", "load_space", "random_suggest"]
@@ -64,6 +64,7 @@ def random_suggest(rng: random.Random) -> Suggest:
 
 _STAGE_DIMS = ("depth", "kernel", "exp", "out", "se")
 _BLOCK_DIMS = ("kernel", "exp", "out", "se")
+_GLOBAL_DIMS = ("width", "ratio", "dw_size", "dw_dilation")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class StageSpace:
     exp: Dimension
     out: Dimension
     se: Dimension
+    block: Dimension = Fixed("ghost")  # the stage's block type (BLOCK_TYPES)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,10 @@ class SearchSpace:
     # "last_exp" is the official rule (the head follows the last block's expansion size);
     # an integer pins the head so that searching the last block cannot change it.
     head: str | int = "last_exp"
+    # The Ghost module variant (MODULES). "yolov5" fixes ratio, dw_size, se and the block types
+    # (YOLOV5_FIXED): a sample that draws it draws none of those.
+    module: Dimension = Fixed("ghostnet")
+    dw_dilation: Dimension = Fixed(1)
 
     # -- sampling ---------------------------------------------------------------------------
 
@@ -100,28 +106,38 @@ class SearchSpace:
             params[name] = suggest(name, dim)
             return params[name]
 
-        for name in ("width", "ratio", "dw_size"):
-            pick(name, getattr(self, name))
+        fixed = YOLOV5_FIXED if pick("module", self.module) == "yolov5" else {}
+        for name in _GLOBAL_DIMS:
+            pick(name, Fixed(fixed[name]) if name in fixed else getattr(self, name))
         for si, stage in enumerate(self.stages):
             depth = pick(f"s{si}.depth", stage.depth)
+            pick(f"s{si}.block", Fixed(fixed["block"]) if fixed else stage.block)
             for bi in range(depth):
                 for dim in _BLOCK_DIMS:
-                    pick(f"s{si}.b{bi}.{dim}", getattr(stage, dim))
+                    pick(f"s{si}.b{bi}.{dim}", Fixed(fixed[dim]) if dim in fixed else getattr(stage, dim))
         return params
 
     def dimensions(self) -> dict[str, Dimension]:
         """Every parameter the space can produce (blocks up to each stage's largest depth)."""
         return {name: dim for name, dim in self._named_dims(max_depth=True) if not isinstance(dim, Fixed)}
 
-    def _named_dims(self, *, max_depth: bool, depths: dict[int, int] | None = None):
-        for name in ("width", "ratio", "dw_size"):
-            yield name, getattr(self, name)
+    def _named_dims(self, *, max_depth: bool, depths: dict[int, int] | None = None, fixed: dict[str, Any] | None = None):
+        """Each parameter name with its dimension; ``fixed`` pins some (a yolov5 sample's)."""
+        fixed = fixed or {}
+
+        def dim(name: str, declared: Dimension) -> Dimension:
+            return Fixed(fixed[name]) if name in fixed else declared
+
+        yield "module", self.module
+        for name in _GLOBAL_DIMS:
+            yield name, dim(name, getattr(self, name))
         for si, stage in enumerate(self.stages):
             yield f"s{si}.depth", stage.depth
+            yield f"s{si}.block", dim("block", stage.block)
             depth = _largest(stage.depth) if max_depth else (depths or {})[si]
             for bi in range(depth):
-                for dim in _BLOCK_DIMS:
-                    yield f"s{si}.b{bi}.{dim}", getattr(stage, dim)
+                for key in _BLOCK_DIMS:
+                    yield f"s{si}.b{bi}.{key}", dim(key, getattr(stage, key))
 
     # -- params <-> config ------------------------------------------------------------------
 
@@ -144,19 +160,26 @@ class SearchSpace:
                 raise ConfigError(f"parameter {name}={params[name]!r} is outside the space ({_describe(dim)})")
             return params[name]
 
-        stages = []
+        module = value("module", self.module)
+        fixed = YOLOV5_FIXED if module == "yolov5" else {}
+
+        def pinned(name: str, key: str, declared: Dimension) -> Any:
+            return fixed[key] if key in fixed else value(name, declared)
+
+        stages, types = [], []
         for si, stage in enumerate(self.stages):
             depth = value(f"s{si}.depth", stage.depth)
+            types.append(pinned(f"s{si}.block", "block", stage.block))
             blocks = []
             for bi in range(depth):
-                row = {dim: value(f"s{si}.b{bi}.{dim}", getattr(stage, dim)) for dim in _BLOCK_DIMS}
+                row = {dim: pinned(f"s{si}.b{bi}.{dim}", dim, getattr(stage, dim)) for dim in _BLOCK_DIMS}
                 blocks.append(Block(**row, stride=stage.stride if bi == 0 else 1))
             stages.append(tuple(blocks))
         config = GhostNetConfig(
             stages=tuple(stages),
-            width=value("width", self.width),
-            ratio=value("ratio", self.ratio),
-            dw_size=value("dw_size", self.dw_size),
+            block_types=tuple(types),
+            module=module,
+            **{name: pinned(name, name, getattr(self, name)) for name in _GLOBAL_DIMS},
             head_channels=None if self.head == "last_exp" else self.head,
         )
         config = apply_preset(config, preset)
@@ -167,15 +190,17 @@ class SearchSpace:
         """The parameters that make ``config``; ConfigError if it is not a point of this space."""
         if len(config.stages) != len(self.stages):
             raise ConfigError(f"config has {len(config.stages)} stages, the space {len(self.stages)}")
-        values: dict[str, Any] = {"width": config.width, "ratio": config.ratio, "dw_size": config.dw_size}
+        values: dict[str, Any] = {name: getattr(config, name) for name in ("module", *_GLOBAL_DIMS)}
         for si, stage in enumerate(config.stages):
             values[f"s{si}.depth"] = len(stage)
+            values[f"s{si}.block"] = config.block_type(si)
             for bi, block in enumerate(stage):
                 for dim in _BLOCK_DIMS:
                     values[f"s{si}.b{bi}.{dim}"] = getattr(block, dim)
         depths = {si: len(stage) for si, stage in enumerate(config.stages)}
+        fixed = YOLOV5_FIXED if config.module == "yolov5" else {}
         params = {}
-        for name, dim in self._named_dims(max_depth=False, depths=depths):
+        for name, dim in self._named_dims(max_depth=False, depths=depths, fixed=fixed):
             if not dim.contains(values[name]):
                 raise ConfigError(f"{name}={values[name]!r} is outside the space ({_describe(dim)})")
             if not isinstance(dim, Fixed):
@@ -191,7 +216,7 @@ class SearchSpace:
     def from_dict(cls, data: Any, *, source: str = "space") -> SearchSpace:
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: a search space must be a mapping")
-        _no_unknown(data, {"width", "ratio", "dw_size", "head", "stages"}, source)
+        _no_unknown(data, {"width", "ratio", "dw_size", "head", "stages", "module", "dw_dilation"}, source)
         for key in ("width", "ratio", "dw_size", "stages"):
             if key not in data:
                 raise ConfigError(f"{source}: missing '{key}'")
@@ -200,33 +225,39 @@ class SearchSpace:
             raise ConfigError(f"{source}: head must be 'last_exp' or a positive integer, got {head!r}")
         if not isinstance(data["stages"], list) or not data["stages"]:
             raise ConfigError(f"{source}: 'stages' must be a non-empty list")
-        stages = []
-        for si, raw in enumerate(data["stages"]):
-            where = f"{source}: stages[{si}]"
-            if not isinstance(raw, dict):
-                raise ConfigError(f"{where} must be a mapping")
-            _no_unknown(raw, {"stride", *_STAGE_DIMS}, where)
-            missing = [k for k in ("stride", *_STAGE_DIMS) if k not in raw]
-            if missing:
-                raise ConfigError(f"{where}: missing {', '.join(missing)}")
-            if raw["stride"] not in (1, 2) or isinstance(raw["stride"], bool):
-                raise ConfigError(f"{where}.stride must be 1 or 2, got {raw['stride']!r}")
-            dims = {k: _read_dim(raw[k], f"{where}.{k}") for k in _STAGE_DIMS}
-            for k in ("depth", "kernel", "exp", "out"):
-                _check_values(dims[k], f"{where}.{k}", integer=True, low=1, odd=(k == "kernel"))
-            _check_values(dims["se"], f"{where}.se", integer=False, low=0.0, high=1.0)
-            stages.append(StageSpace(stride=raw["stride"], **dims))
         space = cls(
             width=_read_dim(data["width"], f"{source}: width"),
             ratio=_read_dim(data["ratio"], f"{source}: ratio"),
             dw_size=_read_dim(data["dw_size"], f"{source}: dw_size"),
-            stages=tuple(stages),
+            stages=tuple(_read_stage(raw, f"{source}: stages[{si}]") for si, raw in enumerate(data["stages"])),
             head=head,
+            module=_read_dim(data.get("module", "ghostnet"), f"{source}: module"),
+            dw_dilation=_read_dim(data.get("dw_dilation", 1), f"{source}: dw_dilation"),
         )
         _check_values(space.width, f"{source}: width", integer=False, low=0.05, high=8.0)
         _check_values(space.ratio, f"{source}: ratio", integer=True, low=2)
         _check_values(space.dw_size, f"{source}: dw_size", integer=True, low=1, odd=True)
+        _check_values(space.dw_dilation, f"{source}: dw_dilation", integer=True, low=1, high=MAX_DILATION)
+        _check_names(space.module, f"{source}: module", MODULES)
         return space
+
+
+def _read_stage(raw: Any, where: str) -> StageSpace:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping")
+    _no_unknown(raw, {"stride", "block", *_STAGE_DIMS}, where)
+    missing = [k for k in ("stride", *_STAGE_DIMS) if k not in raw]
+    if missing:
+        raise ConfigError(f"{where}: missing {', '.join(missing)}")
+    if raw["stride"] not in (1, 2) or isinstance(raw["stride"], bool):
+        raise ConfigError(f"{where}.stride must be 1 or 2, got {raw['stride']!r}")
+    dims = {k: _read_dim(raw[k], f"{where}.{k}") for k in _STAGE_DIMS}
+    for k in ("depth", "kernel", "exp", "out"):
+        _check_values(dims[k], f"{where}.{k}", integer=True, low=1, odd=(k == "kernel"))
+    _check_values(dims["se"], f"{where}.se", integer=False, low=0.0, high=1.0)
+    block = _read_dim(raw.get("block", "ghost"), f"{where}.block")
+    _check_names(block, f"{where}.block", BLOCK_TYPES)
+    return StageSpace(stride=raw["stride"], block=block, **dims)
 
 
 def default_space_path() -> Path:
@@ -287,6 +318,12 @@ def _check_values(dim: Dimension, where: str, *, integer: bool, low: float, high
             raise ConfigError(f"{where}: values must be {kind} {bound}, got {v!r}")
     if isinstance(dim, IntRange) and odd and dim.step % 2:
         raise ConfigError(f"{where}: an odd-only range needs an even step")
+
+
+def _check_names(dim: Dimension, where: str, allowed: tuple[str, ...]) -> None:
+    for v in _values(dim):
+        if v not in allowed:
+            raise ConfigError(f"{where}: values must be among {', '.join(allowed)}, got {v!r}")
 
 
 def _describe(dim: Dimension) -> str:

@@ -19,7 +19,7 @@ def test_reference_reads_the_official_table_exactly():
     assert config.head_channels == 960  # the official rule: the last block's exp
     assert config.follows_official_head
     assert (config.input_size, config.num_classes, config.total_stride) == (224, 1000, 32)
-    assert reference_names() == ["ghostnet-0.35x", "ghostnet-0.5x", "ghostnet-0.75x", "ghostnet-1.0x", "ghostnet-1.3x"]
+    assert reference_names(family=False) == ["ghostnet-0.35x", "ghostnet-0.5x", "ghostnet-0.75x", "ghostnet-1.0x", "ghostnet-1.3x"]
 
 
 def test_cifar_preset_has_total_stride_8_and_moves_only_the_first_two_strides():
