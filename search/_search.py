@@ -131,9 +131,15 @@ def _space_dict(space: SearchSpace) -> dict[str, Any]:
             return {"choices": list(d.values)}
         return {"low": d.low, "high": d.high, "step": d.step}
 
+    # The Ghost-family fields (issue 19) are recorded only where they differ from v1's, so the
+    # record of a v1 space, and so the resume check of studies made before them, is unchanged.
+    family = {k: dim(getattr(space, k)) for k, v1 in (("module", "ghostnet"), ("dw_dilation", 1)) if getattr(space, k) != Fixed(v1)}
     return {
-        "width": dim(space.width), "ratio": dim(space.ratio), "dw_size": dim(space.dw_size), "head": space.head,
-        "stages": [{"stride": s.stride, **{k: dim(getattr(s, k)) for k in ("depth", "kernel", "exp", "out", "se")}} for s in space.stages],
+        "width": dim(space.width), "ratio": dim(space.ratio), "dw_size": dim(space.dw_size), "head": space.head, **family,
+        "stages": [
+            {"stride": s.stride, **{k: dim(getattr(s, k)) for k in ("depth", "kernel", "exp", "out", "se")}, **({"block": dim(s.block)} if s.block != Fixed("ghost") else {})}
+            for s in space.stages
+        ],
     }
 
 
