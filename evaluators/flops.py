@@ -63,9 +63,10 @@ def count_model(model: torch.nn.Module, input_size: int) -> Cost:
 
 
 def count_cost(config: GhostNetConfig) -> Cost:
-    """Params and FLOPs of the network ``config`` describes, at its own input size."""
+    """Params and FLOPs of the network ``config`` describes, at its own input size, in its
+    inference form: re-parameterisable (ghostv3) blocks are counted fused, as they run."""
     with torch.no_grad():
-        return count_model(build_model(config), config.input_size)
+        return count_model(build_model(config, deploy=True), config.input_size)
 
 
 class _quiet:

@@ -233,7 +233,7 @@ class LatencyProbe:
         # Building draws random initial weights; keep the caller's RNG stream (a trainer seeds
         # per trial) untouched. Weight values do not change the speed of dense float kernels.
         with torch.random.fork_rng(devices=[]):
-            model = build_model(config).eval()
+            model = build_model(config, deploy=True)  # eval mode, ghostv3 blocks fused
         x = torch.randn(self.settings.batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
         if self._ort is not None:
             return _onnx_runner(self._ort, model, x, threads=self.settings.threads)

@@ -151,6 +151,9 @@ def _members(front: pd.DataFrame) -> list[dict[str, Any]]:
             "official": config.to_official(strict=False),
             "official_compatible": reason is None,
             "official_incompatibility": reason,
+            "timm_version": config.timm_version(),
+            "timm_incompatibility": config.timm_incompatibility(),
+            "feature_info": config.feature_taps(),
         })  # fmt: skip
     return members
 
@@ -172,9 +175,12 @@ def _python(front: pd.DataFrame) -> str:
     lines = [
         f"# Pareto front of GhostNAS study {name!r}, objectives {front.attrs.get('objectives')}.",
         "#",
-        "# Official GhostNet code: GhostNet(cfgs_N, width=width_N) for trial N. Members marked",
-        "# 'not official-compatible' build a different network there; build them exactly with",
-        "# this project: spaces.build_model(spaces.GhostNetConfig.from_dict(CONFIGS[N])).",
+        "# Official GhostNet code: GhostNet(cfgs_N, width=width_N) for trial N; timm's class:",
+        "# timm.models.ghostnet.GhostNet(cfgs_N, width=width_N, version=...) with the version each",
+        "# member names. Members marked 'not official-compatible' / 'not timm-compatible' build a",
+        "# different network there; build them exactly with this project:",
+        "# spaces.build_model(spaces.GhostNetConfig.from_dict(CONFIGS[N])). Feature maps are what",
+        "# spaces.build_model(..., features_only=True) returns, for sizing a detection neck.",
         "# Plain literals only: read back with results.read_exported(path), never import it.",
         "",
     ]
@@ -186,6 +192,12 @@ def _python(front: pd.DataFrame) -> str:
         lines.append(f"# trial {n}{baseline}: {scores}")
         if not member["official_compatible"]:
             lines.append(f"# not official-compatible: {member['official_incompatibility']}")
+        if member["timm_version"]:
+            lines.append(f"# timm: GhostNet(cfgs_{n}, width=width_{n}, version={member['timm_version']!r})")
+        else:
+            lines.append(f"# not timm-compatible: {member['timm_incompatibility']}")
+        taps = ", ".join(f"{t['num_chs']} ch at stride {t['reduction']}" for t in member["feature_info"])
+        lines.append(f"# feature maps: {taps}")
         lines.append(f"cfgs_{n} = [")
         lines += [f"    {stage!r}," for stage in member["official"]["cfgs"]]
         lines += ["]", f"width_{n} = {member['official']['width']!r}", ""]
