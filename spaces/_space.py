@@ -239,6 +239,8 @@ class SearchSpace:
         _check_values(space.dw_size, f"{source}: dw_size", integer=True, low=1, odd=True)
         _check_values(space.dw_dilation, f"{source}: dw_dilation", integer=True, low=1, high=MAX_DILATION)
         _check_names(space.module, f"{source}: module", MODULES)
+        if max(_values(space.dw_dilation)) > 1 and 1 in _values(space.dw_size):
+            raise ConfigError(f"{source}: dw_dilation > 1 needs dw_size > 1; drop 1 from dw_size or pin dw_dilation to 1")
         return space
 
 

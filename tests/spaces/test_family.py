@@ -268,6 +268,7 @@ def test_family_space_holds_the_references_and_pins_yolov5_samples():
         ({"module": {"choices": ["ghostnet", "yolov7"]}}, "module: values must be among ghostnet, yolov5, got 'yolov7'"),
         ({"dw_dilation": 5}, r"dw_dilation: values must be integers in \[1, 4\]"),
         ({"stages[2].block": "ghostv9"}, r"stages\[2\].block: values must be among"),
+        ({"dw_size": {"choices": [1, 3]}}, "dw_dilation > 1 needs dw_size > 1; drop 1 from dw_size or pin dw_dilation to 1"),
     ],
 )
 def test_family_space_values_are_validated(tmp_path, edit, message):
