@@ -91,6 +91,9 @@ def _write_bad_files(root: Path, tiny_space: Path) -> None:
     variant("space-unknown.yaml", lambda s: s.update(colour="blue"))
     variant("space-type.yaml", lambda s: s["stages"][0].update(depth="deep"))
     (root / "space-not-yaml.yaml").write_text("stages: [ {depth: 1\n")
+    variant("space-block.yaml", lambda s: s["stages"][3].update(block={"choices": ["ghost", "ghostv4"]}))
+    (root / "block-type.json").write_text('{"cfgs": [[[3, 16, 16, 0, 1]]], "width": 1.0, "block_types": ["ghostv4"]}')
+    (root / "yolov5-se.json").write_text('{"cfgs": [[[3, 16, 16, 0.25, 1]]], "width": 1.0, "module": "yolov5", "dw_size": 5}')
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +137,9 @@ CASES = [
     ("cfg-not-json", lambda k: ["eval", "--cfg", k / "not-json.json", "--skip-accuracy", "--skip-latency"], "is not valid JSON"),
     ("cfg-wrong-type", lambda k: ["eval", "--cfg", k / "wrong-type.json", "--skip-accuracy", "--skip-latency"], "kernel must be a positive odd integer, got 'three'"),
     ("cfg-binary", lambda k: ["eval", "--cfg", k / "binary.yaml", "--skip-accuracy", "--skip-latency"], "is not a text file (not UTF-8)"),
+    ("space-block-type", lambda k: k.search("--space", k / "space-block.yaml"), "stages[3].block: values must be among ghost, ghostv2"),
+    ("cfg-block-type", lambda k: ["eval", "--cfg", k / "block-type.json", "--skip-accuracy", "--skip-latency"], "stage 0 block type must be one of"),
+    ("cfg-yolov5-se", lambda k: ["eval", "--cfg", k / "yolov5-se.json", "--skip-accuracy", "--skip-latency"], "module yolov5 fixes ratio 2, dw_size 5, no SE"),
     # data paths: missing, empty, one class, not images, truncated images
     ("data-missing", lambda k: k.search("--dataset", k / "nope"), "neither a known name"),
     ("data-empty", lambda k: k.search("--dataset", k / "empty"), "contains no images"),
