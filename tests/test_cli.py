@@ -122,3 +122,20 @@ def test_show_of_a_missing_study_names_what_exists(capsys, fast_flags, tmp_path)
     assert run(capsys, "search", *fast_flags, "--trials", "1", "--study", "exists", "--objectives", "accuracy,flops")[0] == 0
     code, out, err = run(capsys, "show", "--study", "other", "--storage", f"sqlite:///{tmp_path / 'run' / 'study.db'}")
     assert code == 2 and "exists" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "flops"),
+    [
+        ("ghostnetv2-1.0x", 6_156_908, 167_048_288),  # timm ghostnetv2_100, fvcore
+        ("ghostnetv3-1.0x", 6_147_588, 167_048_288),  # timm ghostnetv3_100 after convert_to_deploy
+    ],
+)
+def test_eval_family_reference_prints_timms_figures(capsys, name, params, flops):
+    # A ghostv3 network is counted in its fused (inference) form; tests/spaces/test_family.py
+    # checks both forms against timm's own models.
+    code, out, _ = run(capsys, "eval", "--reference", name, "--skip-accuracy", "--skip-latency", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert (result["params"], result["flops"]) == (params, flops)
+    assert result["config_id"] == reference(name).id and result["config"]["block_types"][2] in ("ghostv2", "ghostv3")
