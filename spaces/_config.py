@@ -36,9 +36,10 @@ REPARAM_TYPES = ("ghostv3", "ghostv3-nodfc")
 MODULES = ("ghostnet", "yolov5")
 YOLOV5_FIXED = {"ratio": 2, "dw_size": 5, "se": 0.0, "block": "ghost"}
 MAX_DILATION = 4
+# The block types timm's GhostNet(cfgs, version=...) builds: (layers 0-1, the rest).
+_TIMM_LAYERS = {"v1": ("ghost", "ghost"), "v2": ("ghost", "ghostv2"), "v3": ("ghostv3-nodfc", "ghostv3")}
 # Fields added after format ghostnas/1 was first written: to_dict leaves them out at these
 # values, so every config that existed before them keeps its id.
-_TIMM_LAYERS = {"v1": ("ghost", "ghost"), "v2": ("ghost", "ghostv2"), "v3": ("ghostv3-nodfc", "ghostv3")}
 _LATER_DEFAULTS = {"block_types": (), "module": "ghostnet", "dw_dilation": 1}
 
 
@@ -189,7 +190,10 @@ class GhostNetConfig:
             raise ConfigError("dw_dilation > 1 needs dw_size > 1 (a 1x1 cheap op has nothing to dilate)")
         if self.module == "yolov5":
             bad = [f"{k} {getattr(self, k)}" for k in ("ratio", "dw_size") if getattr(self, k) != YOLOV5_FIXED[k]]
-            bad += ["SE"] * any(block.se for block in self.blocks) + [f"block types {sorted(set(self.block_types))}"] * bool(self.block_types)
+            if any(block.se for block in self.blocks):
+                bad.append("SE")
+            if self.block_types:
+                bad.append(f"block types {', '.join(sorted(set(self.block_types)))}")
             if bad:
                 raise ConfigError(f"module yolov5 fixes ratio 2, dw_size 5, no SE and ghost blocks; this config has {', '.join(bad)}")
         size = math.ceil(self.input_size / self.stem_stride)

@@ -178,10 +178,14 @@ class GhostNet(nn.Module):
 
     def fuse(self) -> GhostNet:
         """Fold every re-parameterisable (ghostv3) block into its inference form, in place."""
-        for module in self.modules():
-            if isinstance(module, GhostBottleneckV3):
-                module.fuse()
-        return self
+        return _fuse_blocks(self)
+
+
+def _fuse_blocks(model: nn.Module) -> nn.Module:
+    for module in model.modules():
+        if isinstance(module, GhostBottleneckV3):
+            module.fuse()
+    return model
 
 
 def _bottleneck(config: GhostNetConfig, kind: str, in_chs: int, block: Block) -> nn.Module:
@@ -220,7 +224,9 @@ class GhostNetFeatures(nn.Module):
                 features.append(x)
         return features
 
-    fuse = GhostNet.fuse
+    def fuse(self) -> GhostNetFeatures:
+        """Fold every re-parameterisable (ghostv3) block into its inference form, in place."""
+        return _fuse_blocks(self)
 
 
 def build_model(config: GhostNetConfig, *, features_only: bool = False, deploy: bool = False) -> GhostNet | GhostNetFeatures:
