@@ -5,7 +5,18 @@ neither training code nor the sampler."""
 from __future__ import annotations
 
 from results._export import EXPORT_FORMATS, export, read_exported, render
-from results._frame import ACCURACY_RUNS_KEY, OBJECTIVES, ResultsError, load_trials, open_study
+from results._format import (
+    ACCURACY_RUNS_KEY,
+    FORMAT_VERSION,
+    OBJECTIVES,
+    STAGE_SECONDS,
+    UNMEASURED,
+    StudyAttr,
+    TrialAttr,
+    is_feasible,
+    non_dominated,
+)
+from results._frame import ResultsError, load_trials, open_study
 from results._pareto import REFERENCE_POINT, hypervolume, hypervolume_history, normalisation_bounds, pareto_front
 from results._plots import (
     plot_hypervolume,
@@ -19,13 +30,20 @@ from results._plots import (
 __all__ = [
     "ACCURACY_RUNS_KEY",
     "EXPORT_FORMATS",
+    "FORMAT_VERSION",
     "OBJECTIVES",
     "REFERENCE_POINT",
     "ResultsError",
+    "STAGE_SECONDS",
+    "StudyAttr",
+    "TrialAttr",
+    "UNMEASURED",
     "export",
     "hypervolume",
     "hypervolume_history",
+    "is_feasible",
     "load_trials",
+    "non_dominated",
     "normalisation_bounds",
     "open_study",
     "pareto_front",

@@ -20,7 +20,8 @@ import pandas as pd
 
 from spaces import ConfigError, GhostNetConfig
 from results._atomic import write_atomic
-from results._frame import OBJECTIVES, ResultsError
+from results._format import OBJECTIVES
+from results._frame import ResultsError
 
 __all__ = ["EXPORT_FORMATS", "export", "read_exported", "render"]
 

@@ -15,22 +15,9 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-__all__ = ["ACCURACY_RUNS_KEY", "OBJECTIVES", "ResultsError", "load_trials", "open_study"]
+from results._format import ACCURACY_RUNS_KEY, FORMAT_VERSION, OBJECTIVES, STAGE_SECONDS, StudyAttr, TrialAttr, is_feasible
 
-FORMAT_VERSION = 1
-# Study user attr prefix of a trial's extra training runs ("accuracy_runs.<trial number>"),
-# written by ``ghostnas confirm``; docs/STUDY_FORMAT.md, "Study".
-ACCURACY_RUNS_KEY = "accuracy_runs."
-
-# Every score a trial can have and the direction it is optimised in (DESIGN.md, "Scores").
-OBJECTIVES: dict[str, str] = {
-    "accuracy": "maximize",
-    "latency_ms": "minimize",
-    "flops": "minimize",
-    "params": "minimize",
-}
-
-STAGE_SECONDS = ("build", "flops", "latency", "train", "total")
+__all__ = ["ResultsError", "load_trials", "open_study"]
 
 
 class ResultsError(ValueError):
@@ -49,7 +36,7 @@ def open_study(*, storage: BaseStorage, study_name: str) -> optuna.Study:
     return optuna.load_study(study_name=study_name, storage=storage)
 
 
-def load_trials(study: optuna.Study) -> pd.DataFrame:
+def load_trials(study: optuna.Study, *, trials: list[FrozenTrial] | None = None) -> pd.DataFrame:
     """One row per trial of a GhostNAS study (any state), in trial-number order.
 
     Columns: ``number``, ``state`` (Optuna's name, e.g. ``COMPLETE``), ``feasible`` (COMPLETE and
@@ -65,20 +52,21 @@ def load_trials(study: optuna.Study) -> pd.DataFrame:
 
     ``df.attrs`` holds the study's ``study_name``, ``objectives``, ``limits`` and
     the parameter ``distributions`` (Optuna JSON), so later steps need nothing but the frame.
+    ``trials`` are the study's trials when the caller has just read them (the search's progress bar).
     """
     attrs = study.user_attrs
-    version = attrs.get("ghostnas_version")
+    version = attrs.get(StudyAttr.VERSION)
     if version != FORMAT_VERSION:
         raise ResultsError(
             f"study {study.study_name!r} is not a GhostNAS study of format {FORMAT_VERSION} "
             f"(ghostnas_version is {version!r})"
         )
-    objectives = list(attrs.get("objectives") or [])
+    objectives = list(attrs.get(StudyAttr.OBJECTIVES) or [])
     unknown = [name for name in objectives if name not in OBJECTIVES]
     if not objectives or unknown:
         raise ResultsError(f"study {study.study_name!r} has invalid objectives {objectives!r}")
 
-    trials = study.get_trials(deepcopy=False)
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
     stage_count = max((len(_config_of(t).get("stages", [])) for t in trials), default=0)
     rows = [_row(trial, stage_count, extra_runs=attrs.get(f"{ACCURACY_RUNS_KEY}{trial.number}")) for trial in trials]
     frame = pd.DataFrame(rows, columns=_columns(stage_count))
@@ -90,7 +78,7 @@ def load_trials(study: optuna.Study) -> pd.DataFrame:
     frame.attrs = {
         "study_name": study.study_name,
         "objectives": objectives,
-        "limits": dict(attrs.get("limits") or {}),
+        "limits": dict(attrs.get(StudyAttr.LIMITS) or {}),
         "distributions": _distributions(trials),
     }
     return frame
@@ -108,28 +96,28 @@ def _columns(stage_count: int) -> list[str]:
 
 
 def _config_of(trial: FrozenTrial) -> dict[str, Any]:
-    config = trial.user_attrs.get("config")
+    config = trial.user_attrs.get(TrialAttr.CONFIG)
     return config if isinstance(config, dict) else {}
 
 
 def _row(trial: FrozenTrial, stage_count: int, *, extra_runs: Any = None) -> dict[str, Any]:
     attrs = trial.user_attrs
-    scores = attrs.get("scores") or {}
-    seconds = attrs.get("seconds") or {}
+    scores = attrs.get(TrialAttr.SCORES) or {}
+    seconds = attrs.get(TrialAttr.SECONDS) or {}
     config = _config_of(trial)
     stages = config.get("stages", [])
     complete = trial.state == optuna.trial.TrialState.COMPLETE
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
-        "feasible": complete and all(value <= 0 for value in trial.constraints.values()),
-        "baseline": attrs.get("baseline"),
+        "feasible": is_feasible(trial.state, trial.constraints),
+        "baseline": attrs.get(TrialAttr.BASELINE),
         **{name: _number(scores.get(name)) for name in OBJECTIVES},
         **_accuracy_runs(_number(scores.get("accuracy")), extra_runs if complete else None),
-        "rejected": attrs.get("rejected"),
-        "failed": attrs.get("failed"),
-        "stopped": attrs.get("stopped"),
-        "config_id": attrs.get("config_id"),
+        "rejected": attrs.get(TrialAttr.REJECTED),
+        "failed": attrs.get(TrialAttr.FAILED),
+        "stopped": attrs.get(TrialAttr.STOPPED),
+        "config_id": attrs.get(TrialAttr.CONFIG_ID),
         "config": config or None,
         "width": config.get("width"),
         "ratio": config.get("ratio"),

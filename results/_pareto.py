@@ -22,7 +22,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from results._frame import OBJECTIVES, ResultsError, objectives_of, scored, scored_mask
+from results._format import OBJECTIVES, non_dominated
+from results._frame import ResultsError, objectives_of, scored, scored_mask
 
 __all__ = ["REFERENCE_POINT", "hypervolume", "hypervolume_history", "normalisation_bounds", "pareto_front"]
 
@@ -37,7 +38,7 @@ def pareto_front(frame: pd.DataFrame, *, objectives: list[str] | None = None) ->
     """
     names = objectives_of(frame, objectives)
     candidates = scored(frame, names)
-    keep = _non_dominated(_losses(candidates, names))
+    keep = non_dominated(_losses(candidates, names))
     front = candidates[keep]
     first = names[0]
     front = front.sort_values([first, "number"], ascending=[OBJECTIVES[first] == "minimize", True])
@@ -48,16 +49,6 @@ def _losses(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     """Objective values turned into quantities to minimise."""
     signs = np.array([1.0 if OBJECTIVES[name] == "minimize" else -1.0 for name in names])
     return frame[names].to_numpy(dtype=float) * signs
-
-
-def _non_dominated(losses: np.ndarray) -> np.ndarray:
-    """Mask of rows that no other row dominates (O(n^2 d), enough for study-sized inputs)."""
-    keep = np.ones(len(losses), dtype=bool)
-    for i, point in enumerate(losses):
-        no_worse = (losses <= point).all(axis=1)
-        better = (losses < point).any(axis=1)
-        keep[i] = not (no_worse & better).any()
-    return keep
 
 
 def normalisation_bounds(frame: pd.DataFrame, *, objectives: list[str] | None = None) -> dict[str, float]:
@@ -143,7 +134,7 @@ def _hypervolume_of(losses: np.ndarray) -> float:
     if len(losses) == 0:
         return 0.0
     losses = losses[(losses < REFERENCE_POINT).all(axis=1)]
-    losses = losses[_non_dominated(losses)]
+    losses = losses[non_dominated(losses)]
     return float(_slice(losses, np.full(losses.shape[1], REFERENCE_POINT)))
 
 

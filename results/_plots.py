@@ -18,7 +18,8 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from results._atomic import write_atomic
-from results._frame import OBJECTIVES, ResultsError, load_trials, scored
+from results._format import OBJECTIVES
+from results._frame import ResultsError, load_trials, scored
 from results._pareto import REFERENCE_POINT, hypervolume, hypervolume_history, normalisation_bounds, pareto_front
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""The scores a search can optimise, and the hard limits it can impose on them."""
+"""The scores a search can optimise (named, with their directions, by the study format,
+results/_format.py), and the hard limits it can impose on them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from optuna.study import StudyDirection
+from results import OBJECTIVES
 
 __all__ = ["OBJECTIVES", "Limits", "SearchError", "parse_count", "parse_objectives"]
 
@@ -14,17 +15,6 @@ __all__ = ["OBJECTIVES", "Limits", "SearchError", "parse_count", "parse_objectiv
 class SearchError(ValueError):
     """Bad search input (flags, config file, storage): the CLI shows it as one line, exit 2."""
 
-
-OBJECTIVES: dict[str, StudyDirection] = {
-    "accuracy": StudyDirection.MAXIMIZE,
-    "latency_ms": StudyDirection.MINIMIZE,
-    "flops": StudyDirection.MINIMIZE,
-    "params": StudyDirection.MINIMIZE,
-}
-
-# The value recorded for an objective that was never measured because a cheaper limit rejected
-# the sample first: the worst value, so that no front ever contains it.
-UNMEASURED = {"accuracy": 0.0, "latency_ms": 1e12, "flops": 1e12, "params": 1e12}
 
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9}
 

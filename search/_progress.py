@@ -1,13 +1,18 @@
-"""The search's progress bar: trials done / total, feasible count, front size, best accuracy."""
+"""The search's progress bar: trials done / total, feasible count, front size, best accuracy.
+
+The counts are the study's as ``results`` reads it (``load_trials``, ``pareto_front``), so the bar
+and ``ghostnas show`` never disagree on which trials are feasible or on the front.
+"""
 
 from __future__ import annotations
 
 import sys
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from tqdm import tqdm
 
+from results import load_trials, pareto_front
 from search._objectives import Limits
 
 __all__ = ["Progress"]
@@ -21,15 +26,15 @@ class Progress:
         self.bar = tqdm(total=total, desc="search", unit="trial", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
 
     def update(self, trials: list[FrozenTrial], study: optuna.Study) -> None:
-        finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-        feasible = [
-            t for t in trials
-            if t.state == TrialState.COMPLETE and not t.user_attrs.get("rejected") and all(v <= 0 for v in t.constraints.values())
-        ]
-        postfix = {"feasible": len(feasible), "front": len(study.best_trials) if feasible else 0}
-        if "accuracy" in self.objectives and feasible:
-            postfix["best_acc"] = f"{max(t.user_attrs['scores'].get('accuracy', 0.0) for t in feasible):.3f}"
-        failed = sum(t.state == TrialState.FAIL for t in trials)
+        if self.bar.disable:  # nothing shows it: skip reading the study
+            return
+        frame = load_trials(study, trials=trials)
+        finished = int(frame["state"].isin(("COMPLETE", "PRUNED")).sum())
+        feasible = frame[frame["feasible"]]
+        postfix = {"feasible": len(feasible), "front": len(pareto_front(frame)) if len(feasible) else 0}
+        if "accuracy" in self.objectives and len(feasible):
+            postfix["best_acc"] = f"{feasible['accuracy_search'].fillna(0.0).max():.3f}"
+        failed = int((frame["state"] == "FAIL").sum())
         if failed:
             postfix["failed"] = failed
         self.bar.set_postfix(postfix, refresh=False)

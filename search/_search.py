@@ -36,7 +36,8 @@ from evaluators.flops import count_cost
 from evaluators.latency import LatencyProbe, LatencySettings
 from evaluators.training import TrainingFailed, TrainSettings
 from search._early_stop import EarlyStopping, Peer
-from search._objectives import OBJECTIVES, UNMEASURED, SearchError, human
+from results import FORMAT_VERSION, OBJECTIVES, UNMEASURED, StudyAttr, TrialAttr
+from search._objectives import SearchError, human
 from search._progress import Progress
 from search._settings import SearchSettings
 from search._storage import fail_dead_local_trials, fail_stale_trials, open_storage, worker_identity
@@ -47,7 +48,6 @@ __all__ = ["SearchSummary", "create_or_load_study", "run_search"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Consecutive failed trials after which a worker gives up: something is wrong with every trial
 # (the data, the device), not with one sampled architecture.
@@ -87,28 +87,28 @@ def create_or_load_study(
         storage=storage, study_name=settings.study, directions=directions, sampler=sampler, load_if_exists=True
     )
     attrs = study.user_attrs
-    if "objectives" not in attrs:
-        study.set_user_attr("ghostnas_version", FORMAT_VERSION)
-        study.set_user_attr("limits", settings.limits.to_dict())
-        study.set_user_attr("settings", settings.to_dict())
-        study.set_user_attr("space", _space_dict(space))
+    if StudyAttr.OBJECTIVES not in attrs:
+        study.set_user_attr(StudyAttr.VERSION, FORMAT_VERSION)
+        study.set_user_attr(StudyAttr.LIMITS, settings.limits.to_dict())
+        study.set_user_attr(StudyAttr.SETTINGS, settings.to_dict())
+        study.set_user_attr(StudyAttr.SPACE, _space_dict(space))
         if proxy is not None:
-            study.set_user_attr("proxy", proxy)
+            study.set_user_attr(StudyAttr.PROXY, proxy)
         # Last: a worker starting at the same moment takes "objectives" to mean the record is whole.
-        study.set_user_attr("objectives", list(settings.objectives))
+        study.set_user_attr(StudyAttr.OBJECTIVES, list(settings.objectives))
         return study
     # The sampler's history and the front are only meaningful under one set of objectives and
     # limits: resuming with others would silently mix incomparable trials.
-    if list(attrs["objectives"]) != list(settings.objectives):
+    if list(attrs[StudyAttr.OBJECTIVES]) != list(settings.objectives):
         raise SearchError(
-            f"study {settings.study!r} optimises {','.join(attrs['objectives'])}; "
+            f"study {settings.study!r} optimises {','.join(attrs[StudyAttr.OBJECTIVES])}; "
             f"resume it with the same --objectives or choose a new --study"
         )
-    if attrs.get("limits") != settings.limits.to_dict():
-        raise SearchError(f"study {settings.study!r} was created with limits {attrs.get('limits')}; resume it with the same limits")
-    if attrs.get("space") != _space_dict(space):
+    if attrs.get(StudyAttr.LIMITS) != settings.limits.to_dict():
+        raise SearchError(f"study {settings.study!r} was created with limits {attrs.get(StudyAttr.LIMITS)}; resume it with the same limits")
+    if attrs.get(StudyAttr.SPACE) != _space_dict(space):
         raise SearchError(f"study {settings.study!r} was created with another search space; resume it with the same --space")
-    recorded = attrs.get("proxy")
+    recorded = attrs.get(StudyAttr.PROXY)
     if proxy is not None and recorded is not None:
         differ = [key for key in proxy if key != "seed" and recorded.get(key) != proxy[key]]
         if differ:
@@ -153,7 +153,7 @@ def enqueue_baselines(
     study: optuna.Study, settings: SearchSettings, space: SearchSpace, *, num_classes: int, input_size: int
 ) -> list[str]:
     """Queue the reference family that fits the FLOPs/params limits, once per study."""
-    existing = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
+    existing = {t.user_attrs.get(TrialAttr.BASELINE) for t in study.get_trials(deepcopy=False)}
     queued = []
     for name in reference_names():
         if name in existing:
@@ -168,7 +168,7 @@ def enqueue_baselines(
         if settings.limits.violation("flops", cost.flops) > 0 or settings.limits.violation("params", cost.params) > 0:
             log.info("baseline %s breaks the limits (%s FLOPs, %s params); skipped", name, human(cost.flops), human(cost.params))
             continue
-        study.enqueue_trial(params, user_attrs={"baseline": name}, skip_if_exists=True)
+        study.enqueue_trial(params, user_attrs={TrialAttr.BASELINE: name}, skip_if_exists=True)
         queued.append(name)
     return queued
 
@@ -249,7 +249,7 @@ class _Worker:
         # Accuracies are comparable only on one split and one training seed: those of the study,
         # recorded when it was created. A command joining it (another machine) with another
         # --seed seeds only its sampler with it.
-        seed = self.study.user_attrs.get("proxy", proxy)["seed"]
+        seed = self.study.user_attrs.get(StudyAttr.PROXY, proxy)["seed"]
         if seed != settings.seed:
             self.data = proxy_split(data, seed=seed, val_fraction=settings.val_fraction, subset=settings.subset)
             self.train_settings = dataclasses.replace(self.train_settings, seed=seed)
@@ -274,19 +274,19 @@ class _Worker:
         ahead = sum(t.number < trial.number and t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING) for t in trials)
         if ahead < target:
             return
-        trial.set_user_attr("worker", worker_identity())
-        trial.set_user_attr("surplus", True)
-        trial.set_user_attr("failed", f"not run: {ahead} trials were already finished or running (target {target})")
+        trial.set_user_attr(TrialAttr.WORKER, worker_identity())
+        trial.set_user_attr(TrialAttr.SURPLUS, True)
+        trial.set_user_attr(TrialAttr.FAILED, f"not run: {ahead} trials were already finished or running (target {target})")
         log.info("trial %d not run: another worker took the last of the %d trials", trial.number, target)
         fixed = next(t for t in trials if t.number == trial.number).system_attrs.get("fixed_params")
         if fixed:  # an enqueued config (a baseline, a retry): keep it queued for a later, larger target
-            self.study.enqueue_trial(fixed, user_attrs={k: v for k, v in trial.user_attrs.items() if k == "baseline"})
+            self.study.enqueue_trial(fixed, user_attrs={k: v for k, v in trial.user_attrs.items() if k == TrialAttr.BASELINE})
         raise _TrialFailed("surplus")
 
     def run_trial(self, trial: Trial) -> list[float]:
         settings = self.settings
-        trial.set_user_attr("worker", worker_identity())
-        for key in ("failed", "rejected", "stopped"):  # a retried trial inherits its parent's attrs
+        trial.set_user_attr(TrialAttr.WORKER, worker_identity())
+        for key in TrialAttr.REASONS:  # a retried trial inherits its parent's attrs
             if key in trial.user_attrs:
                 trial.set_user_attr(key, None)
         params = self.space.sample(partial(_suggest, trial))
@@ -296,15 +296,15 @@ class _Worker:
             )
         except ConfigError as exc:
             self._fail(trial, f"cannot build: {exc}")
-        trial.set_user_attr("config", config.to_dict())
-        trial.set_user_attr("config_id", config.id)
+        trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
+        trial.set_user_attr(TrialAttr.CONFIG_ID, config.id)
 
         epoch_accuracy: list[float] = []
         stopped: list[str] = []
 
         def on_epoch(epoch: int, accuracy: float) -> bool:
             epoch_accuracy.append(float(accuracy))
-            trial.set_user_attr("epoch_accuracy", list(epoch_accuracy))
+            trial.set_user_attr(TrialAttr.EPOCH_ACCURACY, list(epoch_accuracy))
             if epoch not in self._rungs:  # reading every finished trial's attrs costs; only rungs need them
                 return True
             reason = self.early_stopping.check(
@@ -334,24 +334,24 @@ class _Worker:
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             self._fail(trial, f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
         except KeyboardInterrupt:  # Optuna marks the trial FAIL and re-raises; say why
-            trial.set_user_attr("failed", "interrupted")
+            trial.set_user_attr(TrialAttr.FAILED, "interrupted")
             raise
 
         scores = evaluation.scores
-        trial.set_user_attr("scores", scores)
-        trial.set_user_attr("seconds", evaluation.seconds)
-        trial.set_user_attr("env", {**evaluation.env, "optuna": optuna.__version__})
+        trial.set_user_attr(TrialAttr.SCORES, scores)
+        trial.set_user_attr(TrialAttr.SECONDS, evaluation.seconds)
+        trial.set_user_attr(TrialAttr.ENV, {**evaluation.env, "optuna": optuna.__version__})
         if evaluation.latency is not None:
-            trial.set_user_attr("latency", evaluation.latency.to_dict())
+            trial.set_user_attr(TrialAttr.LATENCY, evaluation.latency.to_dict())
         if evaluation.training is not None:
-            trial.set_user_attr("training", dataclasses.asdict(evaluation.training))
+            trial.set_user_attr(TrialAttr.TRAINING, dataclasses.asdict(evaluation.training))
         if settings.limits.any:
             for name in ("flops", "params", "latency_ms"):
                 trial.set_constraint(name, settings.limits.violation(name, scores[name]) if name in scores else 0.0)
         if evaluation.rejected:
-            trial.set_user_attr("rejected", evaluation.rejected)
+            trial.set_user_attr(TrialAttr.REJECTED, evaluation.rejected)
         if stopped:
-            trial.set_user_attr("stopped", stopped[0])
+            trial.set_user_attr(TrialAttr.STOPPED, stopped[0])
             raise optuna.TrialPruned(stopped[0])
         values = [scores.get(name, UNMEASURED[name]) for name in settings.objectives]
         if not all(math.isfinite(v) for v in values):
@@ -369,14 +369,14 @@ class _Worker:
 
     def _peers(self) -> list[Peer]:
         return [
-            Peer(flops=t.user_attrs.get("scores", {}).get("flops", math.inf), epoch_accuracy=t.user_attrs["epoch_accuracy"])
+            Peer(flops=t.user_attrs.get(TrialAttr.SCORES, {}).get("flops", math.inf), epoch_accuracy=t.user_attrs[TrialAttr.EPOCH_ACCURACY])
             for t in self.study.get_trials(deepcopy=False, states=FINISHED)
-            if t.user_attrs.get("epoch_accuracy")
+            if t.user_attrs.get(TrialAttr.EPOCH_ACCURACY)
         ]
 
     @staticmethod
     def _fail(trial: Trial, reason: str) -> None:
-        trial.set_user_attr("failed", reason)
+        trial.set_user_attr(TrialAttr.FAILED, reason)
         log.warning("trial %d failed: %s", trial.number, reason)
         raise _TrialFailed(reason)
 
@@ -409,11 +409,11 @@ class _Worker:
             finally:
                 lock.release()
             last = self.study.get_trials(deepcopy=False)[before:]
-            mine = [t for t in last if (t.user_attrs.get("worker") or {}).get("pid") == worker_identity()["pid"]]
-            if mine and mine[-1].state == TrialState.FAIL and not mine[-1].user_attrs.get("surplus"):
+            mine = [t for t in last if (t.user_attrs.get(TrialAttr.WORKER) or {}).get("pid") == worker_identity()["pid"]]
+            if mine and mine[-1].state == TrialState.FAIL and not mine[-1].user_attrs.get(TrialAttr.SURPLUS):
                 failures += 1
                 if failures >= MAX_CONSECUTIVE_FAILURES:
-                    raise SearchError(f"{failures} trials in a row failed; the last: {mine[-1].user_attrs.get('failed')}")
+                    raise SearchError(f"{failures} trials in a row failed; the last: {mine[-1].user_attrs.get(TrialAttr.FAILED)}")
             else:
                 failures = 0
             self.stop.check()

@@ -30,6 +30,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartb
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from results import TrialAttr
 from search._objectives import SearchError
 
 __all__ = ["HEARTBEAT_SECONDS", "fail_dead_local_trials", "fail_stale_trials", "mask_url", "open_storage", "worker_identity"]
@@ -189,10 +190,10 @@ def fail_stale_trials(study: optuna.Study) -> None:
     storage = study._storage  # RDBStorage, or Optuna's cache around it: both have heartbeats
     if getattr(storage, "get_heartbeat_interval", lambda: None)():
         for trial_id in storage._get_stale_trial_ids(study._study_id):
-            worker = storage.get_trial(trial_id).user_attrs.get("worker") or {}
+            worker = storage.get_trial(trial_id).user_attrs.get(TrialAttr.WORKER) or {}
             reason = f"worker process {worker.get('pid', '?')} on {worker.get('host', '?')} sent no heartbeat for {6 * HEARTBEAT_SECONDS} s"
             try:
-                storage.set_trial_user_attr(trial_id, "failed", reason)
+                storage.set_trial_user_attr(trial_id, TrialAttr.FAILED, reason)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # another process failed it first
     with warnings.catch_warnings():
@@ -207,12 +208,12 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     """
     host, failed = socket.gethostname(), []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker") or {}
+        worker = trial.user_attrs.get(TrialAttr.WORKER) or {}
         if worker.get("host") != host or not isinstance(worker.get("pid"), int) or _pid_alive(worker["pid"]):
             continue
         storage = study._storage  # the public Study API cannot fail another process's trial
         try:
-            storage.set_trial_user_attr(trial._trial_id, "failed", f"worker process {worker['pid']} died")
+            storage.set_trial_user_attr(trial._trial_id, TrialAttr.FAILED, f"worker process {worker['pid']} died")
             if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:

@@ -107,3 +107,36 @@ def test_a_stop_signal_is_honoured_at_the_next_check_and_a_second_one_at_once():
             os.kill(os.getpid(), signal.SIGTERM)  # a second signal: at once
             pytest.fail("the second signal did not stop at once")
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_progress_bar_counts_the_front_that_results_reads(tmp_path):
+    """One definition of the front: a trial whose confirmed mean accuracy is dominated is off
+    the bar's front, as off ``pareto_front``'s, though its search values alone would keep it
+    there (as ``study.best_trials`` does)."""
+    import optuna
+    from optuna.distributions import IntDistribution
+
+    from results import ACCURACY_RUNS_KEY, FORMAT_VERSION, StudyAttr, TrialAttr, load_trials, pareto_front
+    from search._progress import Progress
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", directions=["maximize", "minimize"])
+    study.set_user_attr(StudyAttr.VERSION, FORMAT_VERSION)
+    study.set_user_attr(StudyAttr.OBJECTIVES, ["accuracy", "flops"])
+    points = [(0.9, 3e6), (0.8, 2e6), (0.7, 1e6), (0.6, 2.5e6), (0.95, 5e5)]  # (0.6, 2.5M) is dominated
+    for number, (accuracy, flops) in enumerate(points):
+        infeasible = number == 4  # would dominate every other trial, but breaks a limit
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": number}, distributions={"x": IntDistribution(0, 9)}, values=[accuracy, flops],
+            user_attrs={TrialAttr.SCORES: {"accuracy": accuracy, "flops": flops}},
+            system_attrs={"constraints:flops": 1.0 if infeasible else -0.5},
+        ))  # fmt: skip
+    # confirm finds trial 0's 0.9 a lucky draw: its mean, 0.75, is dominated by trial 1
+    study.set_user_attr(f"{ACCURACY_RUNS_KEY}0", [{"seed": 1, "accuracy": 0.6}])
+    assert len(study.best_trials) == 3
+
+    progress = Progress(total=5, objectives=("accuracy", "flops"), limits=Limits(max_flops=1e7))
+    progress.update(study.get_trials(deepcopy=False), study)
+    progress.close()
+    assert sorted(pareto_front(load_trials(study))["number"]) == [1, 2]
+    assert progress.bar.postfix == "feasible=4, front=2, best_acc=0.900"
+    assert progress.bar.n == 5
