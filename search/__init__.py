@@ -6,9 +6,11 @@ from __future__ import annotations
 from search._confirm import ConfirmSettings, ConfirmSummary, confirm_study
 from search._early_stop import EarlyStopping, Peer
 from search._objectives import OBJECTIVES, Limits, SearchError, parse_count, parse_objectives
+from search._proxy import ProxyContext, study_settings
 from search._samplers import SAMPLERS, make_sampler
 from search._search import SearchSummary, create_or_load_study, run_search
 from search._settings import SearchSettings
+from search._stop import StopRequest
 from search._storage import mask_url, open_storage
 
 __all__ = [
@@ -18,10 +20,12 @@ __all__ = [
     "Limits",
     "OBJECTIVES",
     "Peer",
+    "ProxyContext",
     "SAMPLERS",
     "SearchError",
     "SearchSettings",
     "SearchSummary",
+    "StopRequest",
     "confirm_study",
     "create_or_load_study",
     "make_sampler",
@@ -30,4 +34,5 @@ __all__ = [
     "parse_count",
     "parse_objectives",
     "run_search",
+    "study_settings",
 ]

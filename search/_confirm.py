@@ -18,7 +18,6 @@ one ``confirm`` per study at a time: two would train the same runs and the later
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import signal
 import sys
@@ -33,11 +32,11 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from evaluators.training import TrainingFailed, train_proxy
-from results import ACCURACY_RUNS_KEY, load_trials, open_study, pareto_front
+from evaluators.training import TrainingFailed
+from results import ACCURACY_RUNS_KEY, StudyAttr, load_trials, open_study, pareto_front
 from search._objectives import SearchError
-from search._search import _Worker
-from search._settings import SearchSettings
+from search._proxy import ProxyContext
+from search._stop import StopRequest
 from search._storage import default_storage_url, open_storage
 from spaces import GhostNetConfig
 
@@ -92,16 +91,16 @@ def confirm_study(settings: ConfirmSettings) -> ConfirmSummary:
     ``settings.runs`` runs (see the module notes)."""
     start = time.monotonic()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # one log line per run is ours
-    worker = _worker_for(settings)
-    study, seed = worker.study, worker.train_settings.seed
-    seeds = [seed + k for k in range(1, settings.runs)]
+    study, out_dir, proxy = _open(settings)
+    stop = StopRequest()
+    seeds = [proxy.seed + k for k in range(1, settings.runs)]
     started: set[int] = set()
     trained = failed = 0
     complete = interrupted = False
     bar = tqdm(total=0, desc="confirm", unit="run", file=sys.stderr, disable=not settings.progress, dynamic_ncols=True)
     try:
         # Log lines go above the bar instead of through it.
-        with worker.stop.catching(signal.SIGINT, signal.SIGTERM), logging_redirect_tqdm() if settings.progress else contextlib.nullcontext():
+        with stop.catching(signal.SIGINT, signal.SIGTERM), logging_redirect_tqdm() if settings.progress else contextlib.nullcontext():
             while True:
                 todo = _unconfirmed(study, seeds)
                 if not todo:
@@ -117,9 +116,9 @@ def confirm_study(settings: ConfirmSettings) -> ConfirmSummary:
                 for number, config, missing in todo:
                     started.add(number)
                     for run_seed in missing:
-                        worker.stop.check()
+                        stop.check()
                         bar.set_postfix_str(f"trial {number} seed {run_seed}")
-                        ok = _train_run(worker, study, number, config, run_seed)
+                        ok = _train_run(proxy, study, number, config, run_seed, stop=stop)
                         trained += 1
                         failed += not ok
                         bar.update()
@@ -130,29 +129,21 @@ def confirm_study(settings: ConfirmSettings) -> ConfirmSummary:
         bar.close()
     return ConfirmSummary(
         confirmed=_confirmed_count(study, seeds), trained=trained, failed=failed, complete=complete,
-        interrupted=interrupted, out_dir=worker.settings.out_dir, seconds=time.monotonic() - start,
+        interrupted=interrupted, out_dir=out_dir, seconds=time.monotonic() - start,
     )  # fmt: skip
 
 
-def _worker_for(settings: ConfirmSettings) -> _Worker:
-    """A search worker on the study, rebuilt from its recorded settings: the same data, split,
-    training seed and budget, checked against the study's proxy record."""
+def _open(settings: ConfirmSettings) -> tuple[optuna.Study, Path, ProxyContext]:
+    """The study, its output directory and how it measured accuracy: rebuilt from its recorded
+    settings (the same data, split, training seed and budget), checked against its proxy record."""
     study = open_study(storage=open_storage(settings.storage_url, must_exist=True), study_name=settings.study)
-    attrs = study.user_attrs
-    if "accuracy" not in (attrs.get("objectives") or []):
+    if "accuracy" not in (study.user_attrs.get(StudyAttr.OBJECTIVES) or []):
         raise SearchError(f"study {settings.study!r} does not optimise accuracy: there is nothing to confirm")
-    if not isinstance(attrs.get("settings"), dict) or not isinstance(attrs.get("proxy"), dict):
-        raise SearchError(f"study {settings.study!r} has no record of its data and proxy budget (written by an older GhostNAS); it cannot be confirmed")
-    recorded = dict(attrs["settings"])
-    overrides = {"study": settings.study, "storage": settings.storage_url, "workers": 1, "progress": False, "download": False}
-    overrides.update({k: v for k, v in (("device", settings.device), ("dataset", settings.dataset), ("data_root", settings.data_root), ("out", settings.out)) if v is not None})
-    try:
-        search_settings = SearchSettings(**{**recorded, **overrides})
-    except TypeError as exc:
-        raise SearchError(f"study {settings.study!r} records settings this version cannot read ({exc})") from None
-    if search_settings.device == "cuda" and not torch.cuda.is_available():
-        raise SearchError(f"study {settings.study!r} trained on cuda, which this machine lacks; pass --device cpu")
-    return _Worker(search_settings)
+    search_settings, proxy = ProxyContext.for_study(
+        study, study=settings.study, storage=settings.storage_url, workers=1, progress=False, download=False,
+        device=settings.device, dataset=settings.dataset, data_root=settings.data_root, out=settings.out,
+    )  # fmt: skip
+    return study, search_settings.out_dir, proxy
 
 
 def _unconfirmed(study: Any, seeds: list[int]) -> list[tuple[int, GhostNetConfig, list[int]]]:
@@ -187,13 +178,12 @@ def _runs(attrs: dict[str, Any], number: Any) -> list[dict[str, Any]]:
     return [run for run in runs if isinstance(run, dict)] if isinstance(runs, list) else []
 
 
-def _train_run(worker: _Worker, study: Any, number: int, config: GhostNetConfig, seed: int) -> bool:
+def _train_run(proxy: ProxyContext, study: Any, number: int, config: GhostNetConfig, seed: int, *, stop: StopRequest) -> bool:
     """Train one more run of trial ``number`` and store it; False if the run failed (stored too,
     so it is not retried: a config that diverges with one seed is not confirmed by retrying)."""
-    settings = dataclasses.replace(worker.train_settings, seed=seed)
     run: dict[str, Any] = {"seed": seed}
     try:
-        run["accuracy"] = float(train_proxy(config, *worker.data, settings, check_stop=worker.stop.check).accuracy)
+        run["accuracy"] = float(proxy.train(config, seed=seed, check_stop=stop.check).accuracy)
     except TrainingFailed as exc:
         run["failed"] = exc.reason
     except (torch.OutOfMemoryError, MemoryError):
@@ -204,4 +194,3 @@ def _train_run(worker: _Worker, study: Any, number: int, config: GhostNetConfig,
     runs = [r for r in _runs(study.user_attrs, number) if r.get("seed") != seed]
     study.set_user_attr(key, [*runs, run])
     return "accuracy" in run
-

@@ -10,39 +10,35 @@ check and the sampling of the next trial, so together they never overshoot the t
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import logging
 import math
 import multiprocessing
-import os
 import signal
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from optuna.trial import Trial, TrialState
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from evaluators.data import load_dataset, proxy_split
 from evaluators.evaluate import Evaluator
 from evaluators.flops import count_cost
 from evaluators.latency import LatencyProbe, LatencySettings
-from evaluators.training import TrainingFailed, TrainSettings
-from search._early_stop import EarlyStopping, Peer
 from results import FORMAT_VERSION, OBJECTIVES, UNMEASURED, StudyAttr, TrialAttr
+from search._early_stop import EarlyStopping, Peer
 from search._objectives import SearchError, human
 from search._progress import Progress
-from search._settings import SearchSettings
-from search._storage import fail_dead_local_trials, fail_stale_trials, open_storage, worker_identity
+from search._proxy import ProxyContext, check_record
+from search._record import TrialFailed, fail, failure_reason, record_evaluation
 from search._samplers import make_sampler
-from spaces import PRESETS, Block, Choice, ConfigError, Dimension, Fixed, GhostNetConfig, IntRange, SearchSpace, load_space, reference, reference_names
+from search._settings import SearchSettings
+from search._stop import StopRequest
+from search._storage import fail_dead_local_trials, fail_stale_trials, open_storage, worker_identity
+from spaces import ConfigError, Choice, Dimension, Fixed, IntRange, SearchSpace, load_space, reference, reference_names
 
 __all__ = ["SearchSummary", "create_or_load_study", "run_search"]
 
@@ -52,10 +48,6 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Consecutive failed trials after which a worker gives up: something is wrong with every trial
 # (the data, the device), not with one sampled architecture.
 MAX_CONSECUTIVE_FAILURES = 5
-
-
-class _TrialFailed(Exception):
-    """An evaluation that ended with a recorded reason; Optuna marks the trial FAIL."""
 
 
 @dataclass(frozen=True)
@@ -108,18 +100,9 @@ def create_or_load_study(
         raise SearchError(f"study {settings.study!r} was created with limits {attrs.get(StudyAttr.LIMITS)}; resume it with the same limits")
     if attrs.get(StudyAttr.SPACE) != _space_dict(space):
         raise SearchError(f"study {settings.study!r} was created with another search space; resume it with the same --space")
-    recorded = attrs.get(StudyAttr.PROXY)
-    if proxy is not None and recorded is not None:
-        differ = [key for key in proxy if key != "seed" and recorded.get(key) != proxy[key]]
-        if differ:
-            was = ", ".join(f"{key} {_brief(recorded.get(key))}" for key in differ)
-            raise SearchError(f"study {settings.study!r} measured accuracy with {was}; resume it with the same data and proxy settings")
+    if proxy is not None:
+        check_record(settings.study, attrs.get(StudyAttr.PROXY), proxy)
     return study
-
-
-def _brief(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _space_dict(space: SearchSpace) -> dict[str, Any]:
@@ -141,12 +124,6 @@ def _space_dict(space: SearchSpace) -> dict[str, Any]:
             for s in space.stages
         ],
     }
-
-
-def default_input_size(preset: str, *, native: int) -> int:
-    """The preset's input size, but no larger than the images need: upsampling 8x8 digits to
-    32x32 would cost 16x the compute for no information (a multiple of 8, at least 16)."""
-    return min(PRESETS[preset]["input_size"], max(16, -(-native // 8) * 8))
 
 
 def enqueue_baselines(
@@ -176,84 +153,23 @@ def enqueue_baselines(
 # -- one worker -----------------------------------------------------------------------------------
 
 
-class _StopRequest:
-    """Ctrl-C and SIGTERM, honoured where stopping is safe.
-
-    The first signal only sets a flag. ``check`` raises KeyboardInterrupt once it is set; the
-    worker loop calls it between trials and the evaluation at every training step (Optuna then
-    records the running trial FAIL). Raising from the handler itself could cut Optuna off while
-    it writes a trial (it then crashes on its half-set state) or land in a finalizer, where
-    Python prints and drops it. A second signal does raise at once, for an evaluation stuck
-    where it never checks.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    @contextlib.contextmanager
-    def catching(self, *signals: signal.Signals) -> Iterator[None]:
-        """Handle ``signals`` inside the block (the previous handlers come back after it).
-        Only the main thread can set handlers; elsewhere the block runs with the default ones."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {signum: signal.signal(signum, self._handle) for signum in signals}
-        try:
-            yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def check(self) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-
-
 class _Worker:
-    def __init__(self, settings: SearchSettings, *, index: int = 0, stop: _StopRequest | None = None) -> None:
+    def __init__(self, settings: SearchSettings, *, index: int = 0, stop: StopRequest | None = None) -> None:
         self.settings = settings
-        self.stop = stop or _StopRequest()
+        self.stop = stop or StopRequest()
         self.space = load_space(settings.space)
-        data = load_dataset(settings.dataset, data_root=settings.data_root, download=settings.download)
-        self.data = proxy_split(data, seed=settings.seed, val_fraction=settings.val_fraction, subset=settings.subset)
-        self.num_classes = len(data.classes)
-        self.input_size = settings.input_size or default_input_size(settings.preset, native=data.images.shape[-1])
-        # Workers split the cores: torch's default (every core per process) oversubscribes them,
-        # and proxy training then ran ~10x slower here (docs/BENCHMARKS.md, "Search cost"). A lower
-        # limit already set (OMP_NUM_THREADS=1 for searches sharing a machine) is kept.
-        threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // settings.workers))
-        train = {"device": settings.device, "seed": settings.seed, "threads": threads}
-        if settings.epochs is not None:
-            train["epochs"] = settings.epochs
-        self.train_settings = TrainSettings(**train)
+        proxy = ProxyContext.from_settings(settings)
         probe = None
         if "latency_ms" in settings.objectives or settings.max_latency_ms is not None:
             probe = LatencyProbe(settings=LatencySettings(device=settings.device, threads=settings.threads, backend=settings.latency_backend))
         self.early_stopping = EarlyStopping(eta=settings.rung_ratio) if settings.early_stopping else None
         # Validation accuracy after each epoch is measured only where early stopping can act on it:
         # at the default 2 epochs there is no rung, and the epoch-1 pass cost 11-13% of a default trial.
-        self._rungs = self.early_stopping.rungs(self.train_settings.epochs) if self.early_stopping else []
-        # Settings no config can have (an input size out of range) fail here, before the study is
-        # touched: the smallest network (one block, stride 1) is checked with them.
-        GhostNetConfig(stages=((Block(3, 16, 16),),), stem_stride=1, num_classes=self.num_classes, input_size=self.input_size)
-        proxy = {
-            "images": len(data), "classes": list(data.classes), "subset": settings.subset, "val_fraction": settings.val_fraction,
-            "epochs": self.train_settings.epochs, "preset": settings.preset, "input_size": self.input_size, "seed": settings.seed,
-        }  # fmt: skip
-        self.study = create_or_load_study(settings, self.space, seed_offset=index, proxy=proxy)
-        # Accuracies are comparable only on one split and one training seed: those of the study,
-        # recorded when it was created. A command joining it (another machine) with another
-        # --seed seeds only its sampler with it.
-        seed = self.study.user_attrs.get(StudyAttr.PROXY, proxy)["seed"]
-        if seed != settings.seed:
-            self.data = proxy_split(data, seed=seed, val_fraction=settings.val_fraction, subset=settings.subset)
-            self.train_settings = dataclasses.replace(self.train_settings, seed=seed)
-        self.evaluator = Evaluator(probe=probe, data=self.data if "accuracy" in settings.objectives else None, train_settings=self.train_settings)
+        self._rungs = self.early_stopping.rungs(proxy.train_settings.epochs) if self.early_stopping else []
+        self.study = create_or_load_study(settings, self.space, seed_offset=index, proxy=proxy.record)
+        self.proxy = proxy.on_study(self.study)
+        data = self.proxy.data if "accuracy" in settings.objectives else None
+        self.evaluator = Evaluator(probe=probe, data=data, train_settings=self.proxy.train_settings)
 
     # The objective Optuna calls; it releases the ask-lock as soon as the trial exists.
     def objective(self, trial: Trial, *, lock: _AskLock, target: int) -> list[float]:
@@ -281,7 +197,7 @@ class _Worker:
         fixed = next(t for t in trials if t.number == trial.number).system_attrs.get("fixed_params")
         if fixed:  # an enqueued config (a baseline, a retry): keep it queued for a later, larger target
             self.study.enqueue_trial(fixed, user_attrs={k: v for k, v in trial.user_attrs.items() if k == TrialAttr.BASELINE})
-        raise _TrialFailed("surplus")
+        raise TrialFailed("surplus")
 
     def run_trial(self, trial: Trial) -> list[float]:
         settings = self.settings
@@ -292,10 +208,10 @@ class _Worker:
         params = self.space.sample(partial(_suggest, trial))
         try:
             config = self.space.to_config(
-                params, preset=settings.preset, num_classes=self.num_classes, input_size=self.input_size
+                params, preset=settings.preset, num_classes=self.proxy.num_classes, input_size=self.proxy.input_size
             )
         except ConfigError as exc:
-            self._fail(trial, f"cannot build: {exc}")
+            fail(trial, f"cannot build: {exc}")
         trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
         trial.set_user_attr(TrialAttr.CONFIG_ID, config.id)
 
@@ -308,7 +224,7 @@ class _Worker:
             if epoch not in self._rungs:  # reading every finished trial's attrs costs; only rungs need them
                 return True
             reason = self.early_stopping.check(
-                epoch=epoch, epochs=self.train_settings.epochs, accuracy=accuracy,
+                epoch=epoch, epochs=self.proxy.train_settings.epochs, accuracy=accuracy,
                 flops=flops_seen[0], peers=self._peers(),
             )
             if reason:
@@ -326,36 +242,19 @@ class _Worker:
             evaluation = self.evaluator.evaluate(
                 config, gate=gate, on_epoch=on_epoch if self._rungs else None, check_stop=self.stop.check
             )
-        except TrainingFailed as exc:
-            self._fail(trial, f"training failed: {exc.reason}")
-        except (torch.OutOfMemoryError, MemoryError):
-            self._fail(trial, "out of memory")
-        except Exception as exc:  # a config the kernels reject, a bug: this trial fails, the search goes on
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            self._fail(trial, f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
+        except Exception as exc:  # one trial fails (diverged, out of memory, a bug), the search goes on
+            fail(trial, failure_reason(exc))
         except KeyboardInterrupt:  # Optuna marks the trial FAIL and re-raises; say why
             trial.set_user_attr(TrialAttr.FAILED, "interrupted")
             raise
 
-        scores = evaluation.scores
-        trial.set_user_attr(TrialAttr.SCORES, scores)
-        trial.set_user_attr(TrialAttr.SECONDS, evaluation.seconds)
-        trial.set_user_attr(TrialAttr.ENV, {**evaluation.env, "optuna": optuna.__version__})
-        if evaluation.latency is not None:
-            trial.set_user_attr(TrialAttr.LATENCY, evaluation.latency.to_dict())
-        if evaluation.training is not None:
-            trial.set_user_attr(TrialAttr.TRAINING, dataclasses.asdict(evaluation.training))
-        if settings.limits.any:
-            for name in ("flops", "params", "latency_ms"):
-                trial.set_constraint(name, settings.limits.violation(name, scores[name]) if name in scores else 0.0)
-        if evaluation.rejected:
-            trial.set_user_attr(TrialAttr.REJECTED, evaluation.rejected)
+        record_evaluation(trial, evaluation, limits=settings.limits)
         if stopped:
             trial.set_user_attr(TrialAttr.STOPPED, stopped[0])
             raise optuna.TrialPruned(stopped[0])
-        values = [scores.get(name, UNMEASURED[name]) for name in settings.objectives]
+        values = [evaluation.scores.get(name, UNMEASURED[name]) for name in settings.objectives]
         if not all(math.isfinite(v) for v in values):
-            self._fail(trial, f"non-finite score {dict(zip(settings.objectives, values))}")
+            fail(trial, f"non-finite score {dict(zip(settings.objectives, values))}")
         return values
 
     def _limit_reason(self, scores: dict[str, float]) -> str | None:
@@ -373,12 +272,6 @@ class _Worker:
             for t in self.study.get_trials(deepcopy=False, states=FINISHED)
             if t.user_attrs.get(TrialAttr.EPOCH_ACCURACY)
         ]
-
-    @staticmethod
-    def _fail(trial: Trial, reason: str) -> None:
-        trial.set_user_attr(TrialAttr.FAILED, reason)
-        log.warning("trial %d failed: %s", trial.number, reason)
-        raise _TrialFailed(reason)
 
     def work(self, *, target: int, deadline: float | None, lock: _AskLock, progress: Progress | None = None) -> bool:
         """Run trials until the study has ``target`` finished ones; False if stopped by the deadline."""
@@ -404,7 +297,7 @@ class _Worker:
                     continue
                 before = len(trials)
                 self.study.optimize(
-                    partial(self.objective, lock=lock, target=target), n_trials=1, catch=(_TrialFailed,), gc_after_trial=False
+                    partial(self.objective, lock=lock, target=target), n_trials=1, catch=(TrialFailed,), gc_after_trial=False
                 )
             finally:
                 lock.release()
@@ -458,7 +351,7 @@ STOP_GRACE_S = 30.0
 
 def _worker_main(settings: SearchSettings, index: int, target: int, deadline_in: float | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops workers; Ctrl-C reaches it
-    stop = _StopRequest()
+    stop = StopRequest()
     _configure_worker_logging()
     deadline = time.monotonic() + deadline_in if deadline_in is not None else None
     with stop.catching(signal.SIGTERM), contextlib.suppress(KeyboardInterrupt):
@@ -481,7 +374,7 @@ def run_search(settings: SearchSettings) -> SearchSummary:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we log trial outcomes ourselves, one line each
     worker = _Worker(settings)
     if settings.baselines:
-        queued = enqueue_baselines(worker.study, settings, worker.space, num_classes=worker.num_classes, input_size=worker.input_size)
+        queued = enqueue_baselines(worker.study, settings, worker.space, num_classes=worker.proxy.num_classes, input_size=worker.proxy.input_size)
         if queued:
             log.info("queued baselines: %s", ", ".join(queued))
     settings.save(settings.out_dir / "search.yaml")

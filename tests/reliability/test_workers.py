@@ -59,7 +59,8 @@ def test_two_workers_asking_for_the_last_trial_never_overshoot(tiny_space, tmp_p
     'surplus', its enqueued config queued again); if the earlier one then fails, the loop runs
     another and the study still ends at exactly the target."""
     from search import SearchSettings
-    from search._search import _AskLock, _TrialFailed, _Worker
+    from search._record import TrialFailed
+    from search._search import _AskLock, _Worker
 
     settings = SearchSettings(
         study="race", out=tmp_path / "run", space=tiny_space, subset=300, input_size=16, baselines=False,
@@ -72,7 +73,7 @@ def test_two_workers_asking_for_the_last_trial_never_overshoot(tiny_space, tmp_p
     worker.study.enqueue_trial(worker.study.trials[0].params, user_attrs={"baseline": "ghostnet-x"})
 
     def ask_and_run() -> None:  # what a worker does once it has seen 1 finished + 0 running
-        worker.study.optimize(partial(worker.objective, lock=lock, target=2), n_trials=1, catch=(_TrialFailed,))
+        worker.study.optimize(partial(worker.objective, lock=lock, target=2), n_trials=1, catch=(TrialFailed,))
 
     ask_and_run()  # trial 2 pops the enqueued config, finds 0 and 1 ahead: not run
     trials = worker.study.get_trials()

@@ -80,9 +80,9 @@ def test_a_command_joining_with_another_seed_measures_on_the_studys_split(tiny_s
     first = _Worker(settings(tiny_space, tmp_path, seed=0, objectives=("accuracy", "flops")))
     joining = _Worker(settings(tiny_space, tmp_path, seed=7, objectives=("accuracy", "flops")))
     alone = _Worker(settings(tiny_space, tmp_path, seed=7, study="other", objectives=("accuracy", "flops")))
-    assert joining.study.user_attrs["proxy"]["seed"] == 0 and joining.train_settings.seed == 0
-    assert torch.equal(joining.data[0].images, first.data[0].images) and torch.equal(joining.data[1].labels, first.data[1].labels)
-    assert alone.train_settings.seed == 7 and not torch.equal(alone.data[0].images, first.data[0].images)
+    assert joining.study.user_attrs["proxy"]["seed"] == 0 and joining.proxy.train_settings.seed == 0
+    assert torch.equal(joining.proxy.data[0].images, first.proxy.data[0].images) and torch.equal(joining.proxy.data[1].labels, first.proxy.data[1].labels)
+    assert alone.proxy.train_settings.seed == 7 and not torch.equal(alone.proxy.data[0].images, first.proxy.data[0].images)
 
 
 def test_limits_reject_before_timing_or_training(tiny_space, tmp_path):
@@ -146,10 +146,10 @@ def test_training_threads_split_the_cores_and_keep_a_lower_limit(tiny_space, tmp
     try:
         cores = os.cpu_count() or 1
         torch.set_num_threads(cores + 1)  # above the cores: the workers' share of them wins
-        assert _Worker(settings(tiny_space, tmp_path)).train_settings.threads == cores
-        assert _Worker(settings(tiny_space, tmp_path, workers=2)).train_settings.threads == max(1, cores // 2)
+        assert _Worker(settings(tiny_space, tmp_path)).proxy.train_settings.threads == cores
+        assert _Worker(settings(tiny_space, tmp_path, workers=2)).proxy.train_settings.threads == max(1, cores // 2)
         torch.set_num_threads(1)  # as OMP_NUM_THREADS=1 sets it, for searches sharing a machine
-        assert _Worker(settings(tiny_space, tmp_path)).train_settings.threads == 1
+        assert _Worker(settings(tiny_space, tmp_path)).proxy.train_settings.threads == 1
     finally:
         torch.set_num_threads(before)
 

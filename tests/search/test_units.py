@@ -93,9 +93,9 @@ def test_a_stop_signal_is_honoured_at_the_next_check_and_a_second_one_at_once():
     import os
     import signal
 
-    from search._search import _StopRequest
+    from search import StopRequest
 
-    stop = _StopRequest()
+    stop = StopRequest()
     before = signal.getsignal(signal.SIGTERM)
     with stop.catching(signal.SIGTERM):
         stop.check()  # nothing requested: goes on

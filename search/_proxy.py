@@ -1,0 +1,142 @@
+"""How a study measures accuracy: its data, split, proxy training settings and seed.
+
+``ProxyContext`` is built from search settings (``from_settings``), written into a new study as
+its ``proxy`` record (``record``), checked against the record of a study it resumes or joins
+(``check_record``) and then put on that study's seed (``on_study``): accuracies are comparable
+only when every trial of a study, every ``confirm`` run and every later retraining used one split
+and one training seed. ``for_study`` rebuilds the context of an existing study from the settings
+it recorded, for commands that retrain its members (confirm, train).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import torch
+
+from evaluators.data import ImageSet, load_dataset, proxy_split
+from evaluators.training import TrainResult, TrainSettings, train_proxy
+from results import StudyAttr
+from search._objectives import SearchError
+from search._settings import SearchSettings
+from spaces import PRESETS, Block, GhostNetConfig
+
+__all__ = ["ProxyContext", "check_record", "default_input_size", "study_settings"]
+
+
+@dataclass(frozen=True)
+class ProxyContext:
+    dataset: ImageSet  # the whole data set the split is drawn from
+    data: tuple[ImageSet, ImageSet]  # (proxy-train, proxy-validation)
+    val_fraction: float
+    subset: int | None
+    preset: str
+    input_size: int  # every config of the study is built for it
+    train_settings: TrainSettings  # epochs, device, threads, and the seed (also the split's)
+
+    @classmethod
+    def from_settings(cls, settings: SearchSettings) -> ProxyContext:
+        """Load the data and split it as ``settings`` say; DataError if the data cannot be read,
+        ConfigError for settings no config can have (an input size out of range)."""
+        dataset = load_dataset(settings.dataset, data_root=settings.data_root, download=settings.download)
+        input_size = settings.input_size or default_input_size(settings.preset, native=dataset.images.shape[-1])
+        # Workers split the cores: torch's default (every core per process) oversubscribes them,
+        # and proxy training then ran ~10x slower here (docs/BENCHMARKS.md, "Search cost"). A lower
+        # limit already set (OMP_NUM_THREADS=1 for searches sharing a machine) is kept.
+        threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // settings.workers))
+        train = {"device": settings.device, "seed": settings.seed, "threads": threads}
+        if settings.epochs is not None:
+            train["epochs"] = settings.epochs
+        # Checked before any study is touched: the smallest network (one block, stride 1).
+        GhostNetConfig(stages=((Block(3, 16, 16),),), stem_stride=1, num_classes=len(dataset.classes), input_size=input_size)
+        return cls(
+            dataset=dataset, data=proxy_split(dataset, seed=settings.seed, val_fraction=settings.val_fraction, subset=settings.subset),
+            val_fraction=settings.val_fraction, subset=settings.subset, preset=settings.preset, input_size=input_size,
+            train_settings=TrainSettings(**train),
+        )  # fmt: skip
+
+    @classmethod
+    def for_study(cls, study: optuna.Study, /, **overrides: Any) -> tuple[SearchSettings, ProxyContext]:
+        """The settings ``study`` recorded (with ``overrides``) and its context, checked against
+        its proxy record and on its seed; SearchError if the study cannot be retrained."""
+        settings = study_settings(study, **overrides)
+        if settings.device == "cuda" and not torch.cuda.is_available():
+            raise SearchError(f"study {study.study_name!r} trained on cuda, which this machine lacks; pass --device cpu")
+        context = cls.from_settings(settings)
+        check_record(study.study_name, study.user_attrs.get(StudyAttr.PROXY), context.record)
+        return settings, context.on_study(study)
+
+    @property
+    def seed(self) -> int:
+        return self.train_settings.seed
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.dataset.classes)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The study's ``proxy`` user attr (docs/STUDY_FORMAT.md)."""
+        return {
+            "images": len(self.dataset), "classes": list(self.dataset.classes), "subset": self.subset,
+            "val_fraction": self.val_fraction, "epochs": self.train_settings.epochs, "preset": self.preset,
+            "input_size": self.input_size, "seed": self.seed,
+        }  # fmt: skip
+
+    def with_seed(self, seed: int) -> ProxyContext:
+        """The same measurement on the split and training seed ``seed``."""
+        if seed == self.seed:
+            return self
+        data = proxy_split(self.dataset, seed=seed, val_fraction=self.val_fraction, subset=self.subset)
+        return dataclasses.replace(self, data=data, train_settings=dataclasses.replace(self.train_settings, seed=seed))
+
+    def on_study(self, study: optuna.Study) -> ProxyContext:
+        """On the split and training seed ``study`` recorded when it was created: a command
+        joining it (another machine) with another --seed seeds only its sampler with it."""
+        return self.with_seed(study.user_attrs.get(StudyAttr.PROXY, self.record)["seed"])
+
+    def train(self, config: GhostNetConfig, *, seed: int | None = None, check_stop: Callable[[], None] | None = None) -> TrainResult:
+        """One proxy training run of ``config`` on the split, with training seed ``seed``
+        (default: the study's); TrainingFailed, or torch's out-of-memory, when it fails."""
+        settings = self.train_settings if seed is None else dataclasses.replace(self.train_settings, seed=seed)
+        return train_proxy(config, *self.data, settings, check_stop=check_stop)
+
+
+def check_record(study: str, recorded: Mapping[str, Any] | None, record: Mapping[str, Any]) -> None:
+    """SearchError unless ``record`` measures accuracy as the study's ``recorded`` one did (the
+    seed aside: the study's is used). Studies written before the record existed are not checked."""
+    if recorded is None:
+        return
+    differ = [key for key in record if key != "seed" and recorded.get(key) != record[key]]
+    if differ:
+        was = ", ".join(f"{key} {_brief(recorded.get(key))}" for key in differ)
+        raise SearchError(f"study {study!r} measured accuracy with {was}; resume it with the same data and proxy settings")
+
+
+def _brief(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def default_input_size(preset: str, *, native: int) -> int:
+    """The preset's input size, but no larger than the images need: upsampling 8x8 digits to
+    32x32 would cost 16x the compute for no information (a multiple of 8, at least 16)."""
+    return min(PRESETS[preset]["input_size"], max(16, -(-native // 8) * 8))
+
+
+def study_settings(study: optuna.Study, /, **overrides: Any) -> SearchSettings:
+    """The search settings ``study`` recorded, with ``overrides`` (None values keep the recorded
+    ones); SearchError if it has no such record or one this version cannot read."""
+    attrs = study.user_attrs
+    if not isinstance(attrs.get(StudyAttr.SETTINGS), dict) or not isinstance(attrs.get(StudyAttr.PROXY), dict):
+        raise SearchError(f"study {study.study_name!r} has no record of its data and proxy budget (written by an older GhostNAS); it cannot be confirmed")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return SearchSettings(**{**attrs[StudyAttr.SETTINGS], **given})
+    except TypeError as exc:
+        raise SearchError(f"study {study.study_name!r} records settings this version cannot read ({exc})") from None
