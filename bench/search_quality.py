@@ -87,6 +87,7 @@ def copy_baselines(args: argparse.Namespace, settings, first: str) -> None:
     """
     import optuna
 
+    from search._optuna import generation_key
     from search._search import create_or_load_study
     from spaces import load_space
 
@@ -103,7 +104,7 @@ def copy_baselines(args: argparse.Namespace, settings, first: str) -> None:
     # (in order), or NSGA-II would leave the baselines out of every population.
     ga = study.sampler if isinstance(study.sampler, optuna.samplers.BaseGASampler) else None
     for i, t in enumerate(baselines):
-        generation = {ga._get_generation_key(): i // ga.population_size} if ga else {}
+        generation = {generation_key(ga): i // ga.population_size} if ga else {}
         study.add_trial(optuna.trial.create_trial(
             state=t.state, values=t.values, params=t.params, distributions=t.distributions,
             user_attrs={**t.user_attrs, "copied_from": first}, intermediate_values=t.intermediate_values,

@@ -31,6 +31,7 @@ from evaluators.latency import LatencyProbe, LatencySettings
 from results import FORMAT_VERSION, OBJECTIVES, UNMEASURED, StudyAttr, TrialAttr
 from search._early_stop import EarlyStopping, Peer
 from search._objectives import SearchError, human
+from search._optuna import enqueued_params
 from search._progress import Progress
 from search._proxy import ProxyContext, check_record
 from search._record import TrialFailed, fail, failure_reason, record_evaluation
@@ -194,7 +195,7 @@ class _Worker:
         trial.set_user_attr(TrialAttr.SURPLUS, True)
         trial.set_user_attr(TrialAttr.FAILED, f"not run: {ahead} trials were already finished or running (target {target})")
         log.info("trial %d not run: another worker took the last of the %d trials", trial.number, target)
-        fixed = next(t for t in trials if t.number == trial.number).system_attrs.get("fixed_params")
+        fixed = enqueued_params(next(t for t in trials if t.number == trial.number))
         if fixed:  # an enqueued config (a baseline, a retry): keep it queued for a later, larger target
             self.study.enqueue_trial(fixed, user_attrs={k: v for k, v in trial.user_attrs.items() if k == TrialAttr.BASELINE})
         raise TrialFailed("surplus")

@@ -32,6 +32,7 @@ from optuna.trial import TrialState
 
 from results import TrialAttr
 from search._objectives import SearchError
+from search._optuna import stale_trial_ids, storage_of, trial_id
 
 __all__ = ["HEARTBEAT_SECONDS", "fail_dead_local_trials", "fail_stale_trials", "mask_url", "open_storage", "worker_identity"]
 
@@ -187,13 +188,13 @@ def _pid_alive(pid: int) -> bool:
 def fail_stale_trials(study: optuna.Study) -> None:
     """Optuna's heartbeat check (RDB storages), without its "experimental" warning, and with
     the reason recorded on each stale trial first (a finished trial takes no more attributes)."""
-    storage = study._storage  # RDBStorage, or Optuna's cache around it: both have heartbeats
+    storage = storage_of(study)  # RDBStorage, or Optuna's cache around it: both have heartbeats
     if getattr(storage, "get_heartbeat_interval", lambda: None)():
-        for trial_id in storage._get_stale_trial_ids(study._study_id):
-            worker = storage.get_trial(trial_id).user_attrs.get(TrialAttr.WORKER) or {}
+        for stale in stale_trial_ids(study):
+            worker = storage.get_trial(stale).user_attrs.get(TrialAttr.WORKER) or {}
             reason = f"worker process {worker.get('pid', '?')} on {worker.get('host', '?')} sent no heartbeat for {6 * HEARTBEAT_SECONDS} s"
             try:
-                storage.set_trial_user_attr(trial_id, TrialAttr.FAILED, reason)
+                storage.set_trial_user_attr(stale, TrialAttr.FAILED, reason)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # another process failed it first
     with warnings.catch_warnings():
@@ -211,14 +212,14 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
         worker = trial.user_attrs.get(TrialAttr.WORKER) or {}
         if worker.get("host") != host or not isinstance(worker.get("pid"), int) or _pid_alive(worker["pid"]):
             continue
-        storage = study._storage  # the public Study API cannot fail another process's trial
+        storage, ident = storage_of(study), trial_id(trial)  # the public Study API cannot fail another process's trial
         try:
-            storage.set_trial_user_attr(trial._trial_id, TrialAttr.FAILED, f"worker process {worker['pid']} died")
-            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            storage.set_trial_user_attr(ident, TrialAttr.FAILED, f"worker process {worker['pid']} died")
+            if not storage.set_trial_state_values(ident, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process got there first
-        RETRY(study, storage.get_trial(trial._trial_id))
+        RETRY(study, storage.get_trial(ident))
         failed.append(trial.number)
         log.warning("trial %d: worker process %d died; failed it and queued a retry", trial.number, worker["pid"])
     return failed

@@ -13,6 +13,7 @@ import signal
 import optuna
 import pandas as pd
 import pytest
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from results import load_trials, read_exported
@@ -56,7 +57,7 @@ def test_sigkill_mid_trial_then_restart(h, cost_flags, tmp_path, procs):
     h.assert_whole(after, 4)
     dead = after.trials[killed[0].number]
     assert dead.state == TrialState.FAIL and f"worker process {pid} died" in dead.user_attrs["failed"]
-    retries = [t for t in after.trials if t.system_attrs.get("failed_trial") == dead.number]
+    retries = [t for t in after.trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == dead.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE and retries[0].params == killed[0].params
     for old in before.trials[:2]:  # completed trials are kept as they were
         assert after.trials[old.number].values == old.values and after.trials[old.number].state == old.state
@@ -82,7 +83,7 @@ def test_sigkill_one_worker_of_two_the_other_recovers(h, cost_flags, tmp_path, p
     h.assert_whole(after, 5)
     dead = after.trials[killed.number]
     assert dead.state == TrialState.FAIL and f"worker process {pid} died" in dead.user_attrs["failed"]
-    retries = [t for t in after.trials if t.system_attrs.get("failed_trial") == dead.number]
+    retries = [t for t in after.trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == dead.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE and retries[0].params == killed.params
     assert len(after.failed) == 1
     assert_outputs_valid(tmp_path / "run", after)
@@ -226,13 +227,14 @@ def test_a_worker_lost_on_another_machine_is_failed_by_its_heartbeat_and_retried
     from optuna.distributions import IntDistribution
 
     from search import open_storage
+    from search._optuna import storage_of, trial_id
     from search._storage import fail_dead_local_trials, fail_stale_trials
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = __import__("optuna").create_study(storage=open_storage(url), study_name="hb")
     trial = study.ask({"x": IntDistribution(0, 9)})
     trial.set_user_attr("worker", {"host": "other-machine", "pid": os.getpid() + 10**6})
-    study._storage.record_heartbeat(trial._trial_id)
+    storage_of(study).record_heartbeat(trial_id(study.trials[0]))
     assert fail_dead_local_trials(study) == []  # another host: not ours to judge by pid
     fail_stale_trials(study)
     assert study.trials[0].state == TrialState.RUNNING  # its heartbeat is fresh
@@ -242,4 +244,4 @@ def test_a_worker_lost_on_another_machine_is_failed_by_its_heartbeat_and_retried
     dead, retry = study.get_trials()
     assert dead.state == TrialState.FAIL
     assert dead.user_attrs["failed"] == f"worker process {os.getpid() + 10**6} on other-machine sent no heartbeat for 60 s"
-    assert retry.state == TrialState.WAITING and retry.system_attrs["failed_trial"] == 0 and retry.params == dead.params
+    assert retry.state == TrialState.WAITING and RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0 and retry.params == dead.params

@@ -67,8 +67,7 @@ def add_trial(study, objectives, item):
         distributions={name: distribution(dims[name]) for name in params},
         values=values,
         user_attrs=user_attrs,
-        # The key Trial.set_constraint writes (optuna.study._constrained_optimization).
-        system_attrs={f"constraints:{k}": v for k, v in item["constraints"].items()},
+        constraints=dict(item["constraints"]),
     ))  # fmt: skip
 
 

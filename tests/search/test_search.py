@@ -11,6 +11,7 @@ import torch
 from optuna.trial import TrialState
 
 from search import SearchError, SearchSettings, create_or_load_study, run_search
+from search._optuna import enqueued_params
 from search._search import _Worker, enqueue_baselines
 from spaces import load_space, reference
 
@@ -116,7 +117,7 @@ def test_baselines_are_enqueued_once_and_run_first(tmp_path):
     assert enqueue_baselines(study, s, space, num_classes=10, input_size=16) == []
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert [t.user_attrs["baseline"] for t in waiting] == queued
-    assert waiting[0].system_attrs["fixed_params"] == space.to_params(reference("ghostnet-0.35x"))
+    assert enqueued_params(waiting[0]) == space.to_params(reference("ghostnet-0.35x"))
     run_search(s)
     (first,) = finished(study)
     assert first.user_attrs["baseline"] == "ghostnet-0.35x"

@@ -128,7 +128,7 @@ def test_the_progress_bar_counts_the_front_that_results_reads(tmp_path):
         study.add_trial(optuna.trial.create_trial(
             params={"x": number}, distributions={"x": IntDistribution(0, 9)}, values=[accuracy, flops],
             user_attrs={TrialAttr.SCORES: {"accuracy": accuracy, "flops": flops}},
-            system_attrs={"constraints:flops": 1.0 if infeasible else -0.5},
+            constraints={"flops": 1.0 if infeasible else -0.5},
         ))  # fmt: skip
     # confirm finds trial 0's 0.9 a lucky draw: its mean, 0.75, is dominated by trial 1
     study.set_user_attr(f"{ACCURACY_RUNS_KEY}0", [{"seed": 1, "accuracy": 0.6}])
