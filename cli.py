@@ -247,8 +247,7 @@ def _write_outputs(storage: str, study_name: str, out_dir: Path) -> list[Path]:
 
 def _open_study(storage: str | None, study_name: str) -> Any:
     from results import open_study
-    from search import open_storage
-    from search._storage import default_storage_url
+    from search import default_storage_url, open_storage
 
     url = storage or default_storage_url(Path("runs") / study_name)
     return open_study(storage=open_storage(url, must_exist=True), study_name=study_name)

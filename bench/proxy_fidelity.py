@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from evaluators.data import load_dataset, proxy_split  # noqa: E402
+from evaluators.data import ImageSet, load_dataset, proxy_split  # noqa: E402
 from evaluators.flops import count_cost  # noqa: E402
 from evaluators.latency import cpu_model  # noqa: E402
 from evaluators.training import TrainingFailed, TrainSettings, train_proxy  # noqa: E402
@@ -118,8 +118,7 @@ def parse_recipe(items: list[str], defaults: TrainSettings) -> dict[str, Any]:
     return recipe
 
 
-def main(argv: list[str] | None = None) -> int:
-    defaults = TrainSettings()
+def parse_args(argv: list[str] | None, defaults: TrainSettings) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--models", type=int, default=16)
@@ -150,26 +149,41 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report_only and not args.results.exists():
         parser.error(f"--report-only: no results file {args.results}")
-    shard, shards = map(int, args.shard.split("/"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("evaluators.training", "fvcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return parser, args
 
-    started = time.perf_counter()
+
+Split = tuple[ImageSet, ImageSet]
+
+
+def load_splits(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[Split, Split]:
+    """The split the long runs train on, and the one the proxy runs train on (the same, unless
+    ``--proxy-train-images`` draws a larger training part with the same validation images)."""
     data = load_dataset(str(args.data))
     train, val = proxy_split(data, seed=args.seed, subset=args.subset, val_fraction=args.val_fraction)
     log.info("split: %d train, %d validation images; input %dx%d", len(train), len(val), args.input_size, args.input_size)
-    proxy_data = (train, val)
-    if args.proxy_train_images is not None:
-        # proxy_split draws each class's images in one seeded order, validation first: with the
-        # same validation count, a bigger subset keeps these validation images and adds training ones.
-        bigger = args.proxy_train_images + len(val)
-        proxy_data = proxy_split(data, seed=args.seed, subset=bigger, val_fraction=len(val) / bigger)
-        if not torch.equal(proxy_data[1].images, val.images):
-            parser.error("--proxy-train-images: the larger split's validation images differ; pick another N")
-        log.info("proxy runs: %d train images, the same %d validation images", len(proxy_data[0]), len(val))
-    models = spread_configs(count=args.models, pool=args.pool, seed=args.seed, input_size=args.input_size)
+    if args.proxy_train_images is None:
+        return (train, val), (train, val)
+    # proxy_split draws each class's images in one seeded order, validation first: with the
+    # same validation count, a bigger subset keeps these validation images and adds training ones.
+    bigger = args.proxy_train_images + len(val)
+    proxy_data = proxy_split(data, seed=args.seed, subset=bigger, val_fraction=len(val) / bigger)
+    if not torch.equal(proxy_data[1].images, val.images):
+        parser.error("--proxy-train-images: the larger split's validation images differ; pick another N")
+    log.info("proxy runs: %d train images, the same %d validation images", len(proxy_data[0]), len(val))
+    return (train, val), proxy_data
 
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    runs: dict[str, TrainSettings]  # key in the results file -> settings
+    long_epochs: int
+    long_keys: list[str]
+    also: list[int]
+    suffix: str  # the key suffix of this invocation's proxy runs (recipe, training images)
+
+
+def make_plan(args: argparse.Namespace, defaults: TrainSettings) -> Plan:
+    """The runs to make; the long run always has the default recipe."""
     long_epochs = args.epochs * args.factor
     also = args.also if args.also is not None else [args.epochs // 2] if args.epochs >= 2 else []
     base = dataclasses.replace(defaults, input_size=args.input_size, threads=args.threads, seed=args.seed, progress=False)
@@ -178,47 +192,76 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "".join(f" {field}={value}" for field, value in recipe.items())
     if args.proxy_train_images is not None:
         suffix += f" train={args.proxy_train_images}"
-    # The runs to make: (key in the results file, settings); the long run always has the default recipe.
-    plan = {f"{e}{suffix}": dataclasses.replace(proxy_base, epochs=e) for e in sorted({args.epochs, *also})}
+    runs = {f"{e}{suffix}": dataclasses.replace(proxy_base, epochs=e) for e in sorted({args.epochs, *also})}
     long_seeds = args.long_seeds or [args.seed]
     long_keys = [long_key(long_epochs, seed, args.seed) for seed in long_seeds]
     for key, seed in zip(long_keys, long_seeds):
-        plan[key] = dataclasses.replace(base, epochs=long_epochs, seed=seed)
+        runs[key] = dataclasses.replace(base, epochs=long_epochs, seed=seed)
+    return Plan(runs=runs, long_epochs=long_epochs, long_keys=long_keys, also=also, suffix=suffix)
 
-    args.results.parent.mkdir(parents=True, exist_ok=True)
+
+def read_done(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The models already in ``--results`` (with ``--resume`` or ``--report-only``), by config id."""
     done: dict[str, dict[str, Any]] = {}
     if (args.resume or args.report_only) and args.results.exists():
         for row in map(json.loads, args.results.read_text().splitlines()):
             # Concatenated shard files hold a model more than once: keep every run of it.
             done.setdefault(row["id"], {**row, "runs": {}})["runs"].update(row["runs"])
+    return done
+
+
+def train_missing(config: GhostNetConfig, row: dict[str, Any], missing: list[str], plan: Plan, splits: tuple[Split, Split]) -> None:
+    """Train the runs ``missing`` from ``row`` and add them to it (a failed run too)."""
+    for key in missing:
+        try:
+            images = splits[0] if key in plan.long_keys else splits[1]
+            result = train_proxy(config, *images, plan.runs[key])
+            row["runs"][key] = {
+                "accuracy": result.accuracy,
+                "seconds": round(sum(result.seconds.values()), 1),
+                "images_per_second": round(result.images_per_second, 1),
+            }
+        except TrainingFailed as exc:
+            log.warning("model %s, run %r: failed: %s", config.id, key, exc.reason)
+            row["runs"][key] = {"accuracy": None, "failed": exc.reason}
+
+
+def save(path: Path, rows: list[dict[str, Any]], done: dict[str, dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows + [d for k, d in done.items() if d not in rows]))
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = TrainSettings()
+    parser, args = parse_args(argv, defaults)
+    shard, shards = map(int, args.shard.split("/"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("evaluators.training", "fvcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    started = time.perf_counter()
+    splits = load_splits(args, parser)
+    models = spread_configs(count=args.models, pool=args.pool, seed=args.seed, input_size=args.input_size)
+    plan = make_plan(args, defaults)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    done = read_done(args)
     rows = []
     for i, (config, flops, params) in enumerate(models):
         if i % shards != shard:
             continue
         row = done.get(config.id) or {"id": config.id, "flops": flops, "params": params, "width": config.width, "runs": {}}
         rows.append(row)
-        missing = [] if args.report_only else [key for key in plan if key not in row["runs"]]
-        for key in missing:
-            try:
-                images = (train, val) if key in long_keys else proxy_data
-                result = train_proxy(config, *images, plan[key])
-                row["runs"][key] = {
-                    "accuracy": result.accuracy,
-                    "seconds": round(sum(result.seconds.values()), 1),
-                    "images_per_second": round(result.images_per_second, 1),
-                }
-            except TrainingFailed as exc:
-                log.warning("model %s, run %r: failed: %s", config.id, key, exc.reason)
-                row["runs"][key] = {"accuracy": None, "failed": exc.reason}
+        missing = [] if args.report_only else [key for key in plan.runs if key not in row["runs"]]
+        train_missing(config, row, missing, plan, splits)
         if missing:
-            accuracies = {key: row["runs"][key]["accuracy"] for key in plan}
+            accuracies = {key: row["runs"][key]["accuracy"] for key in plan.runs}
             log.info("model %d/%d %s: %.1fM MACs, accuracy by epochs %s", i + 1, len(models), config.id, flops / 1e6, accuracies)
-            tmp = args.results.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows + [d for k, d in done.items() if d not in rows]))
-            tmp.replace(args.results)
+            save(args.results, rows, done)
 
-    report(rows, args=args, proxy=args.epochs, long=long_epochs, long_keys=long_keys, others=also, suffix=suffix, train_size=len(train), val_size=len(val),
-           minutes=(time.perf_counter() - started) / 60)
+    train, val = splits[0]
+    report(rows, args=args, proxy=args.epochs, long=plan.long_epochs, long_keys=plan.long_keys, others=plan.also, suffix=plan.suffix,
+           train_size=len(train), val_size=len(val), minutes=(time.perf_counter() - started) / 60)
     return 0
 
 

@@ -38,9 +38,6 @@ class Cost:
     params: int
     flops: int  # multiply-adds of conv and linear layers at batch size 1
 
-    def to_dict(self) -> dict[str, int]:
-        return {"params": self.params, "flops": self.flops}
-
 
 def count_model(model: torch.nn.Module, input_size: int) -> Cost:
     """Count ``model`` on one ``3 x input_size x input_size`` image."""

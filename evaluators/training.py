@@ -311,6 +311,8 @@ def recalibrate_bn(model: nn.Module, batches: Iterator[torch.Tensor]) -> None:
 
     Only the BN layers run in training mode (dropout and the like stay off), no gradient is
     taken, and each layer's momentum is restored afterwards. The model is left in eval mode.
+    (``torch.optim.swa_utils.update_bn`` averages alike but runs the whole model in training
+    mode: dropout draws from torch's RNG and skews a BN placed after it; see the test.)
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in norms]

@@ -11,7 +11,7 @@ from search._samplers import SAMPLERS, make_sampler
 from search._search import SearchSummary, create_or_load_study, run_search
 from search._settings import SearchSettings
 from search._stop import StopRequest
-from search._storage import mask_url, open_storage
+from search._storage import default_storage_url, mask_url, open_storage
 
 __all__ = [
     "ConfirmSettings",
@@ -28,6 +28,7 @@ __all__ = [
     "StopRequest",
     "confirm_study",
     "create_or_load_study",
+    "default_storage_url",
     "make_sampler",
     "mask_url",
     "open_storage",

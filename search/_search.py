@@ -10,7 +10,6 @@ check and the sampling of the next trial, so together they never overshoot the t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import math
 import multiprocessing
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from filelock import FileLock
 from optuna.trial import Trial, TrialState
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -173,7 +173,7 @@ class _Worker:
         self.evaluator = Evaluator(probe=probe, data=data, train_settings=self.proxy.train_settings)
 
     # The objective Optuna calls; it releases the ask-lock as soon as the trial exists.
-    def objective(self, trial: Trial, *, lock: _AskLock, target: int) -> list[float]:
+    def objective(self, trial: Trial, *, lock: FileLock, target: int) -> list[float]:
         lock.release()
         self._check_surplus(trial, target)
         return self.run_trial(trial)
@@ -274,7 +274,7 @@ class _Worker:
             if t.user_attrs.get(TrialAttr.EPOCH_ACCURACY)
         ]
 
-    def work(self, *, target: int, deadline: float | None, lock: _AskLock, progress: Progress | None = None) -> bool:
+    def work(self, *, target: int, deadline: float | None, lock: FileLock, progress: Progress | None = None) -> bool:
         """Run trials until the study has ``target`` finished ones; False if stopped by the deadline."""
         failures = 0
         while True:
@@ -313,26 +313,11 @@ class _Worker:
             self.stop.check()
 
 
-class _AskLock:
-    """An exclusive file lock, held from the count check until the next trial exists.
-
-    Re-entrant release is a no-op, so the objective and the loop can both release it.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.file = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "a")  # noqa: SIM115 - held across calls on purpose
-        fcntl.flock(self.file, fcntl.LOCK_EX)
-
-    def release(self) -> None:
-        if self.file is not None:
-            fcntl.flock(self.file, fcntl.LOCK_UN)
-            self.file.close()
-            self.file = None
+def _ask_lock(out_dir: Path) -> FileLock:
+    """The workers' exclusive lock (flock) on one machine, held from the count check until the
+    next trial exists. Releasing it when it is not held does nothing, so the objective and the
+    loop can both release it."""
+    return FileLock(out_dir / ".ask.lock")
 
 
 # -- the whole search -----------------------------------------------------------------------------
@@ -357,7 +342,7 @@ def _worker_main(settings: SearchSettings, index: int, target: int, deadline_in:
     deadline = time.monotonic() + deadline_in if deadline_in is not None else None
     with stop.catching(signal.SIGTERM), contextlib.suppress(KeyboardInterrupt):
         worker = _Worker(settings, index=index, stop=stop)
-        worker.work(target=target, deadline=deadline, lock=_AskLock(settings.out_dir / ".ask.lock"))
+        worker.work(target=target, deadline=deadline, lock=_ask_lock(settings.out_dir))
 
 
 def _configure_worker_logging() -> None:
@@ -382,7 +367,7 @@ def run_search(settings: SearchSettings) -> SearchSummary:
     deadline = start + settings.timeout if settings.timeout is not None else None
     progress = Progress(total=settings.trials, objectives=settings.objectives, limits=settings.limits, enabled=settings.progress)
     interrupted = False
-    lock = _AskLock(settings.out_dir / ".ask.lock")
+    lock = _ask_lock(settings.out_dir)
     # Log lines go above the bar instead of through it.
     with logging_redirect_tqdm() if settings.progress else contextlib.nullcontext():
         try:

@@ -3,10 +3,27 @@ the search space. Pure data and torch: nothing here imports Optuna or the other 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from spaces._config import BLOCK_TYPES, MODULES, Block, ConfigError, GhostNetConfig, make_divisible, read_data_file
-from spaces._model import GhostBottleneck, GhostModule, GhostNet, GhostNetFeatures, SqueezeExcite, build_model
 from spaces._space import Choice, Dimension, Fixed, IntRange, SearchSpace, StageSpace, default_space_path, load_space, random_suggest
 from spaces._reference import FAMILY_REFERENCES, OFFICIAL_CFGS, PRESETS, REFERENCE_WIDTHS, apply_preset, reference, reference_names
+
+if TYPE_CHECKING:
+    from spaces._model import GhostBottleneck, GhostModule, GhostNet, GhostNetFeatures, SqueezeExcite, build_model
+
+# The model builder needs torch, seconds to import: it loads on first use, so that reading configs
+# (results, the CLI's checks) does not pay for it (tests/test_imports.py).
+_MODEL = ("GhostBottleneck", "GhostModule", "GhostNet", "GhostNetFeatures", "SqueezeExcite", "build_model")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODEL:
+        from spaces import _model
+
+        return getattr(_model, name)
+    raise AttributeError(f"module 'spaces' has no attribute {name!r}")
+
 
 __all__ = [
     "BLOCK_TYPES",

@@ -112,6 +112,38 @@ def test_adaptive_bn_sets_running_stats_to_the_data_statistics(digits: ImageSet,
     assert not model.training and model.bn1.momentum == 0.1  # momentum restored, left in eval
 
 
+def test_recalibrate_bn_is_not_torchs_update_bn(digits: ImageSet, config) -> None:
+    """Why ours stays: ``torch.optim.swa_utils.update_bn`` gives a GhostNet the same statistics,
+    but it runs the whole model in training mode, so dropout draws from torch's RNG (the rest of
+    a proxy run, reseeded once, would then train differently) and a dropout before a BN skews
+    its statistics; and it leaves the model in training mode. Ours trains the BN layers only."""
+    import copy
+
+    from torch import nn
+    from torch.optim.swa_utils import update_bn
+
+    x = resize(digits.images[:128], 16).float() / 255
+    batches = [x[:64], x[64:]]
+    ours, theirs = build_model(config), build_model(config)
+    theirs.load_state_dict(ours.state_dict())
+    assert config.dropout > 0
+    rng = torch.get_rng_state()
+    recalibrate_bn(ours, iter(batches))
+    assert torch.equal(torch.get_rng_state(), rng) and not ours.training
+    with torch.no_grad():
+        update_bn(batches, theirs)
+    assert not torch.equal(torch.get_rng_state(), rng) and theirs.training
+    mine, other = ours.state_dict(), theirs.state_dict()
+    assert all(torch.equal(mine[k], other[k]) for k in mine)  # the statistics themselves agree
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(0.5), nn.BatchNorm2d(4))
+    copied = copy.deepcopy(net)
+    recalibrate_bn(net, iter(batches))
+    with torch.no_grad():
+        update_bn(batches, copied)
+    assert not torch.allclose(net[2].running_var, copied[2].running_var)
+
+
 def test_adaptive_bn_can_be_turned_off(small: tuple[ImageSet, ImageSet], config) -> None:
     result = train_proxy(config, *small, dataclasses.replace(TINY, epochs=1, adaptive_bn=False))
     assert result.seconds["bn_recalibration"] == 0.0 and 0.0 <= result.accuracy <= 1.0

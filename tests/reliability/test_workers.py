@@ -60,14 +60,16 @@ def test_two_workers_asking_for_the_last_trial_never_overshoot(tiny_space, tmp_p
     another and the study still ends at exactly the target."""
     from search import SearchSettings
     from search._record import TrialFailed
-    from search._search import _AskLock, _Worker
+    from filelock import FileLock
+
+    from search._search import _Worker
 
     settings = SearchSettings(
         study="race", out=tmp_path / "run", space=tiny_space, subset=300, input_size=16, baselines=False,
         progress=False, objectives=("flops", "params"), trials=2,
     )  # fmt: skip
     worker = _Worker(settings)
-    lock = _AskLock(tmp_path / "lock")
+    lock = FileLock(tmp_path / "lock")
     assert worker.work(target=1, deadline=None, lock=lock)  # trial 0: COMPLETE
     other = worker.study.ask()  # trial 1: another machine took the last trial, still running
     worker.study.enqueue_trial(worker.study.trials[0].params, user_attrs={"baseline": "ghostnet-x"})

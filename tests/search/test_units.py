@@ -52,6 +52,11 @@ def test_early_stopping_rungs_and_bands():
 def test_mask_url_hides_passwords():
     assert mask_url("postgresql://user:s3cret@db:5432/nas") == "postgresql://user:***@db:5432/nas"
     assert mask_url("sqlite:///runs/x/study.db") == "sqlite:///runs/x/study.db"
+    # Where SQLAlchemy's make_url(url).render_as_string(hide_password=True) would not do: it
+    # shows "u:***@ss@h/db" for an unescaped @ in a password, and raises on these others.
+    assert mask_url("postgresql://u:p@ss@h/db") == "postgresql://u:***@h/db"
+    assert mask_url("postgresql://u:pw@h:notaport/db") == "postgresql://u:***@h:notaport/db"
+    assert mask_url("journal:runs/x.log") == "journal:runs/x.log" and mask_url("runs/x.log") == "runs/x.log"
     s = SearchSettings(storage="postgresql://user:s3cret@db/nas")
     assert "s3cret" not in str(s.to_dict())
 
