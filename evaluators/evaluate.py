@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from evaluators.calibration import Calibration
 from evaluators.data import ImageSet
 from evaluators.flops import count_cost
 from evaluators.latency import LatencyProbe, LatencyResult, cpu_model
@@ -30,7 +31,7 @@ Gate = Callable[[dict[str, float]], "str | None"]
 @dataclass(frozen=True)
 class Evaluation:
     config: GhostNetConfig
-    scores: dict[str, float]  # accuracy (0..1), latency_ms, flops (MACs), params: those measured
+    scores: dict[str, float]  # accuracy (0..1), latency_ms (calibrated), flops (MACs), params: those measured
     seconds: dict[str, float]  # per stage: flops, latency, train, total
     latency: LatencyResult | None = None
     training: TrainResult | None = None
@@ -41,18 +42,22 @@ class Evaluation:
 class Evaluator:
     """Scores configs on one device; build it once and reuse it (the probe caches its reference).
 
-    ``probe=None`` skips latency; ``data=None`` skips proxy training. ``data`` is the
-    (proxy-train, proxy-validation) pair; every config is built for its classes.
+    ``probe=None`` skips latency; with a ``calibration`` the latency score is the probe's ratio
+    to the reference times the calibration's reference figure, without one the raw median.
+    ``data=None`` skips proxy training. ``data`` is the (proxy-train, proxy-validation) pair;
+    every config is built for its classes.
     """
 
     def __init__(
         self,
         *,
         probe: LatencyProbe | None = None,
+        calibration: Calibration | None = None,
         data: tuple[ImageSet, ImageSet] | None = None,
         train_settings: TrainSettings | None = None,
     ) -> None:
         self.probe = probe
+        self.calibration = calibration
         self.data = data
         self.train_settings = train_settings or TrainSettings()
 
@@ -96,7 +101,9 @@ class Evaluator:
             stop_if_asked()
             t = time.perf_counter()
             latency = self.probe.measure(config)
-            scores["latency_ms"] = latency.median_ms
+            if self.calibration is not None:
+                latency = self.calibration.apply(latency)
+            scores["latency_ms"] = latency.calibrated_ms if latency.calibrated_ms is not None else latency.median_ms
             seconds["latency"] = time.perf_counter() - t
             if reason := stop_here():
                 return done(latency=latency, rejected=reason)

@@ -101,10 +101,11 @@ class LatencySettings:
 
 @dataclass(frozen=True)
 class LatencyResult:
-    """One probe's statistics, in milliseconds; ``median_ms`` is the search objective.
+    """One probe's statistics, in milliseconds.
 
     ``ratio_to_reference`` is the median of the per-pair ratios candidate/reference over runs
-    timed back to back, so load that changes slower than one pair cancels out of it.
+    timed back to back, so load that changes slower than one pair cancels out of it. The search
+    objective is ``calibrated_ms`` (see ``evaluators.calibration``); ``median_ms`` is the raw figure.
     """
 
     median_ms: float
@@ -118,6 +119,9 @@ class LatencyResult:
     env: dict[str, Any]
     times_ms: tuple[float, ...] = field(repr=False)
     reference_times_ms: tuple[float, ...] = field(repr=False)
+    # Set by a Calibration: ratio_to_reference x the study's stored reference latency.
+    calibrated_ms: float | None = None
+    calibration_reference_ms: float | None = None
 
     def to_dict(self, *, include_times: bool = False) -> dict[str, Any]:
         """JSON-ready; the raw per-run times only when asked (they are long)."""
@@ -171,6 +175,40 @@ class LatencyProbe:
         if result.unstable:
             log.info("latency %s: spread %.3f stayed above %.3f", config.id, result.spread, s.target_spread)
         return result
+
+    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...], *, like: GhostNetConfig) -> LatencyResult:
+        """Time any module (a building block) on an input of ``input_shape`` (batch first),
+        interleaved with the reference model of ``like``'s layout and input size."""
+        s = self.settings
+        size = s.input_size or like.input_size
+        with self._timing_context():
+            fmt = self._memory_format(like, size)
+            x = torch.randn(s.batch_size, *input_shape[1:], generator=torch.Generator().manual_seed(0))
+            runners = [self._module_runner(module.eval(), x, fmt), self._reference_runner(like, size, fmt)]
+            times = _time_interleaved(runners, timer=self._timer, settings=s)
+        return _summarise(times, target_spread=s.target_spread, env=self._env(size, fmt))
+
+    def reference_latency(self, like: GhostNetConfig, *, seconds: float) -> LatencyResult:
+        """The reference model for ``like``'s layout timed alone, for up to ``seconds``, until its
+        spread is below half the target (at least 3x ``min_runs`` runs)."""
+        s = self.settings
+        long = dataclasses.replace(
+            s, min_runs=3 * s.min_runs, max_runs=max(s.max_runs, 10_000), max_seconds=seconds, target_spread=s.target_spread / 2
+        )
+        size = s.input_size or like.input_size
+        with self._timing_context():
+            fmt = self._memory_format(like, size)
+            times = _time_interleaved([self._reference_runner(like, size, fmt)], timer=self._timer, settings=long)
+        return _summarise(times, target_spread=long.target_spread, env=self._env(size, fmt))
+
+    def fingerprint(self, like: GhostNetConfig) -> dict[str, Any]:
+        """What a latency figure for ``like``'s layout depends on: device, versions, threads,
+        batch, input size, memory format and the reference model. Equal fingerprints: comparable."""
+        size = self.settings.input_size or like.input_size
+        with self._timing_context():
+            fmt = self._memory_format(like, size)
+        ref = self._reference_config(like, size)
+        return {**self._env(size, fmt), "reference": REFERENCE_NAME, "stem_stride": ref.stem_stride, "num_classes": ref.num_classes}
 
     # -- device state -----------------------------------------------------------------------
 
@@ -235,6 +273,9 @@ class LatencyProbe:
         with torch.random.fork_rng(devices=[]):
             model = build_model(config, deploy=True)  # eval mode, ghostv3 blocks fused
         x = torch.randn(self.settings.batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
+        return self._module_runner(model, x, fmt)
+
+    def _module_runner(self, model: nn.Module, x: torch.Tensor, fmt: str) -> Runner:
         if self._ort is not None:
             return _onnx_runner(self._ort, model, x, threads=self.settings.threads)
         model, x = model.to(self.settings.device), x.to(self.settings.device)

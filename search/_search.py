@@ -30,6 +30,7 @@ from evaluators.flops import count_cost
 from evaluators.latency import LatencyProbe, LatencySettings
 from results import FORMAT_VERSION, OBJECTIVES, UNMEASURED, StudyAttr, TrialAttr
 from search._early_stop import EarlyStopping, Peer
+from search._latency import study_calibration
 from search._objectives import SearchError, human
 from search._optuna import enqueued_params
 from search._progress import Progress
@@ -170,7 +171,11 @@ class _Worker:
         self.study = create_or_load_study(settings, self.space, seed_offset=index, proxy=proxy.record)
         self.proxy = proxy.on_study(self.study)
         data = self.proxy.data if "accuracy" in settings.objectives else None
-        self.evaluator = Evaluator(probe=probe, data=data, train_settings=self.proxy.train_settings)
+        calibration = None
+        if probe is not None:  # latency_ms is the probe's ratio x the study's stored reference latency
+            like = reference("ghostnet-1.0x", preset=settings.preset, num_classes=proxy.num_classes, input_size=proxy.input_size)
+            calibration = study_calibration(self.study, probe, like=like)
+        self.evaluator = Evaluator(probe=probe, calibration=calibration, data=data, train_settings=self.proxy.train_settings)
 
     # The objective Optuna calls; it releases the ask-lock as soon as the trial exists.
     def objective(self, trial: Trial, *, lock: FileLock, target: int) -> list[float]:

@@ -42,7 +42,9 @@ def test_eval_latency_and_accuracy_on_digits(capsys):
     result = json.loads(out)
     assert 0.0 <= result["accuracy"] <= 1.0 and result["training"]["epochs_run"] == 1
     lat = result["latency"]
-    assert result["latency_ms"] == lat["median_ms"] and lat["p10_ms"] <= lat["median_ms"] <= lat["p90_ms"]
+    assert result["latency_raw_ms"] == lat["median_ms"] and lat["p10_ms"] <= lat["median_ms"] <= lat["p90_ms"]
+    # calibrated: the ratio to the reference times the reference's latency timed in this process
+    assert result["latency_ms"] == lat["calibrated_ms"] == pytest.approx(lat["ratio_to_reference"] * lat["calibration_reference_ms"])
     assert result["config"]["num_classes"] == 10  # built for the digits' classes
 
 
