@@ -1,4 +1,4 @@
-"""GhostNAS command line: search, confirm, show, export, plot, eval.
+"""GhostNAS command line: search, confirm, show, export, plot, eval, profile.
 
 Thin by design: it parses flags, calls the packages, and prints. Data goes to stdout, logs and
 progress to stderr. Known errors (bad flags, config files, data paths, storage URLs, studies)
@@ -47,6 +47,7 @@ def _evaluation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), help="where latency is timed and training runs (default cpu)")
     parser.add_argument("--threads", type=int, help="CPU threads for the latency probe (default 1)")
     parser.add_argument("--latency-backend", choices=("torch", "onnxruntime"), help="time with PyTorch (default) or ONNX Runtime")
+    parser.add_argument("--latency-model", type=Path, help="a `ghostnas profile` file: predict latency on that device instead of timing here")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
     evaluate.add_argument("--seed", type=int, default=0)
     _evaluation_flags(evaluate)
+
+    prof = commands.add_parser("profile", help="time the space's building blocks on this device and write a latency model")
+    prof.add_argument("--out", type=Path, required=True, help="the latency-model JSON file to write (DEVICE.json)")
+    prof.add_argument("--space", type=Path, help="search space YAML (default: spaces/ghostnet.yaml)")
+    prof.add_argument("--preset", choices=("cifar", "imagenet"), help="input layout (default cifar)")
+    prof.add_argument("--input-size", type=int, help="input resolution (default: the preset's); a search must use the same")
+    prof.add_argument("--num-classes", type=int, help="classes of the head (default 10)")
+    prof.add_argument("--backend", choices=("torch", "onnxruntime"), help="time with PyTorch (default) or ONNX Runtime")
+    prof.add_argument("--threads", type=int, help="CPU threads (default 1)")
+    prof.add_argument("--device", choices=("cpu", "cuda"), help="where to time (default cpu)")
+    prof.add_argument("--models", type=int, help="whole models to fit on, their blocks timed (default 20)")
+    prof.add_argument("--holdout", type=int, help="held-out whole models the error is measured on (default 30)")
+    prof.add_argument("--seed", type=int, help="seed for the sampled models (default 0)")
+    prof.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default on)")
     return parser
 
 
@@ -123,6 +138,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from evaluators.calibration import calibrate
     from evaluators.evaluate import Evaluator
     from evaluators.latency import LatencyProbe, LatencySettings
+    from evaluators.latency_model import LatencyModel
     from spaces import reference
 
     if args.reference:
@@ -137,7 +153,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if changes:
         config = config.replace(**changes)
 
-    probe = calibration = data = train_settings = None
+    probe = calibration = latency_model = data = train_settings = None
     device = args.device or "cpu"
     if not args.skip_accuracy:
         from evaluators.data import load_dataset, proxy_split
@@ -150,15 +166,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.epochs is not None:
             train["epochs"] = args.epochs
         train_settings = _settings(TrainSettings, **train)
-    if not args.skip_latency:
+    if args.latency_model is not None and not args.skip_latency:
+        latency_model = LatencyModel.load(args.latency_model)
+        latency_model.check(preset="cifar" if config.stem_stride == 1 else "imagenet", input_size=config.input_size)
+    elif not args.skip_latency:
         probe = LatencyProbe(settings=_settings(LatencySettings, device=device, threads=args.threads or 1, backend=args.latency_backend or "torch"))
         calibration = calibrate(probe, config)  # the reference of config's layout, timed in this process
-    evaluation = Evaluator(probe=probe, calibration=calibration, data=data, train_settings=train_settings).evaluate(config)
+    evaluation = Evaluator(probe=probe, calibration=calibration, latency_model=latency_model, data=data, train_settings=train_settings).evaluate(config)
     result = {"config_id": evaluation.config.id, "params": int(evaluation.scores["params"]), "flops": int(evaluation.scores["flops"])}
     if evaluation.latency is not None:
         result["latency_ms"] = evaluation.scores["latency_ms"]  # calibrated on a reference timed in this process
         result["latency_raw_ms"] = evaluation.latency.median_ms
         result["latency"] = evaluation.latency.to_dict()
+    if latency_model is not None:
+        result["latency_ms"] = evaluation.scores["latency_ms"]  # predicted for the profiled device
+        result["latency_model"] = latency_model.record()
     if evaluation.training is not None:
         result["accuracy"] = evaluation.training.accuracy
         result["training"] = dataclasses.asdict(evaluation.training)
@@ -184,6 +206,8 @@ def _read_config(path: Path, *, member: int) -> Any:
 
 def _eval_table(result: dict[str, Any]) -> str:
     rows = [("config", result["config_id"]), ("params", f"{result['params'] / 1e6:.3f} M"), ("FLOPs (MACs)", f"{result['flops'] / 1e6:.1f} M")]
+    if "latency_model" in result:
+        rows.append(("latency (predicted)", f"{result['latency_ms']:.3f} ms on {result['latency_model']['fingerprint'].get('cpu')}"))
     if "latency" in result:
         lat = result["latency"]
         rows.append(("latency (calibrated)", f"{result['latency_ms']:.3f} ms"))
@@ -203,7 +227,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     flags = {
         "study", "storage", "out", "trials", "timeout", "objectives", "sampler", "seed", "max_flops", "max_params",
         "max_latency_ms", "baselines", "early_stopping", "rung_ratio", "workers", "space", "preset", "input_size",
-        "dataset", "data_root", "download", "subset", "epochs", "device", "threads", "latency_backend", "progress",
+        "dataset", "data_root", "download", "subset", "epochs", "device", "threads", "latency_backend", "latency_model",
+        "progress",
     }
     values.update({k: v for k, v in vars(args).items() if k in flags and v is not None})
     if args.quiet and "progress" not in values:
@@ -220,6 +245,40 @@ def cmd_search(args: argparse.Namespace) -> int:
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from evaluators.profile import ProfileSettings, profile
+    from spaces import load_space
+
+    keys = ("preset", "input_size", "num_classes", "backend", "threads", "device", "models", "holdout", "seed", "progress")
+    values = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    if args.quiet and "progress" not in values:
+        values["progress"] = False
+    settings = _settings(ProfileSettings, **values)
+    space = load_space(args.space)
+    if not args.out.parent.is_dir():  # before minutes of timing, not after
+        raise UsageError(f"profile: cannot write {args.out}: {args.out.parent} is not a directory")
+    data = profile(settings, space)
+    _write_json(args.out, data)
+    e = data["error"]
+    log.info(
+        "profiled %d blocks and %d models in %.0f s; on %d held-out models %.0f %% within +-10 %%, median error %.1f %%, Kendall %s",
+        len(data["units"]), len(data["train_models"]), data["profile_seconds"], e["models"], 100 * e["within_10pct"],
+        100 * e["median_abs_rel"], "n/a" if e["kendall"] is None else f"{e['kendall']:.3f}",
+    )  # fmt: skip
+    print(args.out)
+    return 0
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write then rename, so an interrupted write leaves no half file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"profile: cannot write {path}: {exc.strerror or exc}") from None
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
@@ -313,14 +372,15 @@ def _settings(cls: type, **values: Any) -> Any:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from evaluators.data import DataError
+    from evaluators.latency_model import LatencyModelError
     from results import ResultsError
     from search import SearchError
     from spaces import ConfigError
 
-    return (UsageError, ConfigError, DataError, SearchError, ResultsError)
+    return (UsageError, ConfigError, DataError, LatencyModelError, SearchError, ResultsError)
 
 
-COMMANDS = {"search": cmd_search, "confirm": cmd_confirm, "show": cmd_show, "export": cmd_export, "plot": cmd_plot, "eval": cmd_eval}
+COMMANDS = {"search": cmd_search, "confirm": cmd_confirm, "show": cmd_show, "export": cmd_export, "plot": cmd_plot, "eval": cmd_eval, "profile": cmd_profile}
 
 
 def main(argv: list[str] | None = None) -> int:

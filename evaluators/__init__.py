@@ -1,16 +1,26 @@
 """How a built model is scored: FLOPs and params (fvcore), latency on this device, accuracy after
 a short proxy training run, and the datasets it trains on. Evaluators take a config, never an
-Optuna trial."""
+Optuna trial. Latency is calibrated against a reference model, or predicted by a device latency
+model that ``profile`` fits on the target device."""
 
 from __future__ import annotations
 
+from evaluators.calibration import Calibration, calibrate
 from evaluators.data import DataError, ImageSet, load_dataset, proxy_split
 from evaluators.evaluate import Evaluation, Evaluator, Gate
 from evaluators.flops import Cost, count_cost, count_model
 from evaluators.latency import LatencyProbe, LatencyResult, LatencySettings, cpu_model
+from evaluators.latency_model import LatencyModel, LatencyModelError
+from evaluators.profile import ProfileSettings, profile
 from evaluators.training import TrainingFailed, TrainResult, TrainSettings, train_proxy
 
 __all__ = [
+    "Calibration",
+    "LatencyModel",
+    "LatencyModelError",
+    "ProfileSettings",
+    "calibrate",
+    "profile",
     "Cost",
     "DataError",
     "Evaluation",

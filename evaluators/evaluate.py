@@ -19,6 +19,7 @@ from evaluators.calibration import Calibration
 from evaluators.data import ImageSet
 from evaluators.flops import count_cost
 from evaluators.latency import LatencyProbe, LatencyResult, cpu_model
+from evaluators.latency_model import LatencyModel
 from evaluators.training import TrainResult, TrainSettings, train_proxy
 from spaces import GhostNetConfig
 
@@ -44,6 +45,7 @@ class Evaluator:
 
     ``probe=None`` skips latency; with a ``calibration`` the latency score is the probe's ratio
     to the reference times the calibration's reference figure, without one the raw median.
+    A ``latency_model`` predicts the latency score instead (no probe runs).
     ``data=None`` skips proxy training. ``data`` is the (proxy-train, proxy-validation) pair;
     every config is built for its classes.
     """
@@ -53,11 +55,13 @@ class Evaluator:
         *,
         probe: LatencyProbe | None = None,
         calibration: Calibration | None = None,
+        latency_model: LatencyModel | None = None,
         data: tuple[ImageSet, ImageSet] | None = None,
         train_settings: TrainSettings | None = None,
     ) -> None:
         self.probe = probe
         self.calibration = calibration
+        self.latency_model = latency_model
         self.data = data
         self.train_settings = train_settings or TrainSettings()
 
@@ -97,7 +101,13 @@ class Evaluator:
             return done(rejected=reason)
 
         latency = None
-        if self.probe is not None:
+        if self.latency_model is not None:
+            t = time.perf_counter()
+            scores["latency_ms"] = self.latency_model.predict(config)
+            seconds["latency"] = time.perf_counter() - t
+            if reason := stop_here():
+                return done(rejected=reason)
+        elif self.probe is not None:
             stop_if_asked()
             t = time.perf_counter()
             latency = self.probe.measure(config)

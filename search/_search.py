@@ -27,10 +27,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from evaluators.evaluate import Evaluator
 from evaluators.flops import count_cost
-from evaluators.latency import LatencyProbe, LatencySettings
 from results import FORMAT_VERSION, OBJECTIVES, UNMEASURED, StudyAttr, TrialAttr
 from search._early_stop import EarlyStopping, Peer
-from search._latency import study_calibration
+from search._latency import bind_latency, latency_source
 from search._objectives import SearchError, human
 from search._optuna import enqueued_params
 from search._progress import Progress
@@ -161,9 +160,8 @@ class _Worker:
         self.stop = stop or StopRequest()
         self.space = load_space(settings.space)
         proxy = ProxyContext.from_settings(settings)
-        probe = None
-        if "latency_ms" in settings.objectives or settings.max_latency_ms is not None:
-            probe = LatencyProbe(settings=LatencySettings(device=settings.device, threads=settings.threads, backend=settings.latency_backend))
+        # Timed by a probe or predicted by a --latency-model file (checked before the study is touched).
+        probe, latency_model = latency_source(settings, input_size=proxy.input_size)
         self.early_stopping = EarlyStopping(eta=settings.rung_ratio) if settings.early_stopping else None
         # Validation accuracy after each epoch is measured only where early stopping can act on it:
         # at the default 2 epochs there is no rung, and the epoch-1 pass cost 11-13% of a default trial.
@@ -171,11 +169,9 @@ class _Worker:
         self.study = create_or_load_study(settings, self.space, seed_offset=index, proxy=proxy.record)
         self.proxy = proxy.on_study(self.study)
         data = self.proxy.data if "accuracy" in settings.objectives else None
-        calibration = None
-        if probe is not None:  # latency_ms is the probe's ratio x the study's stored reference latency
-            like = reference("ghostnet-1.0x", preset=settings.preset, num_classes=proxy.num_classes, input_size=proxy.input_size)
-            calibration = study_calibration(self.study, probe, like=like)
-        self.evaluator = Evaluator(probe=probe, calibration=calibration, data=data, train_settings=self.proxy.train_settings)
+        like = reference("ghostnet-1.0x", preset=settings.preset, num_classes=proxy.num_classes, input_size=proxy.input_size)
+        calibration = bind_latency(self.study, probe=probe, model=latency_model, like=like)
+        self.evaluator = Evaluator(probe=probe, calibration=calibration, latency_model=latency_model, data=data, train_settings=self.proxy.train_settings)
 
     # The objective Optuna calls; it releases the ask-lock as soon as the trial exists.
     def objective(self, trial: Trial, *, lock: FileLock, target: int) -> list[float]:

@@ -48,6 +48,7 @@ class SearchSettings:
     device: str = "cpu"
     threads: int = 1  # latency probe threads
     latency_backend: str = "torch"
+    latency_model: Path | None = None  # a `ghostnas profile` file: predict latency instead of timing
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -79,7 +80,7 @@ class SearchSettings:
             raise SearchError(f"--val-fraction must be between 0 and 1, got {self.val_fraction!r}")
         if not (isinstance(self.rung_ratio, (int, float)) and self.rung_ratio > 1):
             raise SearchError(f"--rung-ratio must be > 1, got {self.rung_ratio!r}")
-        for name in ("space", "data_root", "out"):
+        for name in ("space", "data_root", "out", "latency_model"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))
@@ -139,7 +140,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "early_stopping": (bool,), "rung_ratio": (int, float), "workers": (int,), "space": (str,),
     "preset": (str,), "input_size": (int,), "dataset": (str,), "data_root": (str,), "download": (bool,),
     "subset": (int,), "val_fraction": (float,), "epochs": (int,), "device": (str,), "threads": (int,),
-    "latency_backend": (str,), "progress": (bool,),
+    "latency_backend": (str,), "latency_model": (str,), "progress": (bool,),
 }
 
 

@@ -34,3 +34,18 @@ def fast_flags(tiny_space, tmp_path) -> list[str]:
         "--space", str(tiny_space), "--out", str(tmp_path / "run"), "--subset", "300", "--epochs", "1",
         "--input-size", "16", "--no-baselines", "--no-progress", "--seed", "0",
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_profile(tiny_space, tmp_path_factory) -> Path:
+    """A real ``profile`` of the tiny space at 16 px (short timing caps): a latency-model file."""
+    import json
+
+    from evaluators.profile import ProfileSettings, profile
+    from spaces import load_space
+
+    root = tmp_path_factory.mktemp("profile")
+    settings = ProfileSettings(input_size=16, models=4, holdout=4, unit_seconds=0.1, model_seconds=0.2, progress=False)
+    path = root / "device.json"
+    path.write_text(json.dumps(profile(settings, load_space(tiny_space), cache_dir=root)))
+    return path

@@ -1,0 +1,188 @@
+"""A device latency model: predicted latency from a config's building blocks, no timing.
+
+``ghostnas profile`` (``evaluators.profile``) times the blocks of the space on the target
+device, each as a ratio to the reference model timed in the same interleaved pairs, and writes
+a JSON file. This module reads that file and predicts: each unit (the stem, every bottleneck,
+the head) is looked up by its exact shape, or, for a shape the profile never timed, estimated
+by a non-negative linear fit on its layer counts, dense and depthwise MACs and activation sizes;
+the units' sum is corrected by a line fitted on whole models of the same run; the ratio times
+the file's reference latency is the prediction in milliseconds on that device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from spaces import GhostNetConfig, build_model
+
+__all__ = ["FEATURES", "FORMAT", "LatencyModel", "LatencyModelError", "Unit", "config_units"]
+
+FORMAT = "ghostnas-latency-model"
+VERSION = 1
+KINDS = ("stem", "block", "head")
+# Per-unit features of the fitted model (one intercept per kind, then the layer-level sums).
+FEATURES = (*(f"is_{k}" for k in KINDS), "layers", "dense_mmacs", "depthwise_mmacs", "activations_100k")
+
+
+class LatencyModelError(ValueError):
+    """A latency model file that cannot be used (missing, malformed, for other settings): one line."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One timed building block: what it is, its exact shape (the lookup key) and its features."""
+
+    kind: str
+    key: str
+    input_shape: tuple[int, ...]
+    features: tuple[float, ...]
+
+
+def _unit_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model as the sequence of units a forward pass runs: stem, each bottleneck, head."""
+    stem = nn.Sequential(model.conv_stem, model.bn1, model.act1)
+    blocks = [block for stage in list(model.blocks)[:-1] for block in stage]
+    head = nn.Sequential(model.blocks[-1], model.global_pool, model.conv_head, model.act2, nn.Flatten(1), model.classifier)
+    return [("stem", stem), *(("block", b) for b in blocks), ("head", head)]
+
+
+def config_units(config: GhostNetConfig, *, batch_size: int = 1) -> list[tuple[Unit, nn.Module]]:
+    """The units of ``config`` (shapes and features from one forward pass), with their modules.
+
+    (The ``meta`` device would skip the arithmetic, but its first use costs seconds here: a
+    real forward pass at batch 1 is cheaper for one prediction.)
+    """
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream stays untouched
+        model = build_model(config).eval()
+    x = torch.zeros(batch_size, 3, config.input_size, config.input_size)
+    units = []
+    with torch.inference_mode():
+        for kind, module in _unit_modules(model):
+            layers: list[tuple[nn.Module, torch.Tensor]] = []
+            hooks = [m.register_forward_hook(lambda m, i, o: layers.append((m, o))) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+            shape = tuple(x.shape)
+            x = module(x)
+            for hook in hooks:
+                hook.remove()
+            units.append((_unit(kind, shape, layers, batch_size), module))
+    return units
+
+
+def _unit(kind: str, shape: tuple[int, ...], layers: list[tuple[nn.Module, torch.Tensor]], batch: int) -> Unit:
+    dense = depthwise = activations = 0.0
+    signature = []
+    for layer, out in layers:
+        if isinstance(layer, nn.Linear):
+            macs, dw = layer.in_features * layer.out_features, False
+            signature.append(("linear", layer.in_features, layer.out_features))
+        else:
+            k = layer.kernel_size[0] * layer.kernel_size[1]
+            macs = out.numel() / batch * layer.in_channels / layer.groups * k
+            dw = layer.groups > 1
+            signature.append((layer.in_channels, layer.out_channels, layer.kernel_size[0], layer.stride[0], layer.groups))
+        depthwise, dense = (depthwise + macs, dense) if dw else (depthwise, dense + macs)
+        activations += out.numel() / batch
+    onehot = [float(kind == k) for k in KINDS]
+    features = (*onehot, float(len(layers)), dense / 1e6, depthwise / 1e6, activations / 1e5)
+    return Unit(kind=kind, key=f"{kind}|{list(shape[1:])}|{signature}", input_shape=shape, features=features)
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """A profile file, read and checked; ``predict`` gives milliseconds on the profiled device."""
+
+    data: dict[str, Any]
+    sha256: str
+    path: str
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyModel:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise LatencyModelError(f"cannot read latency model {path}: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise LatencyModelError(f"latency model {path} is not JSON ({exc})") from None
+        problem = _problem(data)
+        if problem:
+            raise LatencyModelError(f"latency model {path} is not a ghostnas profile: {problem}")
+        return cls(data=data, sha256=hashlib.sha256(raw).hexdigest(), path=str(path))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.data["settings"]
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        return self.data["fingerprint"]
+
+    def check(self, *, preset: str, input_size: int) -> None:
+        """Refuse a file profiled for another preset or input size."""
+        s = self.settings
+        if (s["preset"], s["input_size"]) != (preset, input_size):
+            raise LatencyModelError(
+                f"latency model {self.path} was profiled for preset {s['preset']} at {s['input_size']} px, not {preset} "
+                f"at {input_size} px: run `ghostnas profile --preset {preset} --input-size {input_size}` on the device"
+            )
+
+    def predict_ratio(self, config: GhostNetConfig, *, lookup: bool = True) -> float:
+        """Predicted latency as a ratio to the reference model; ``lookup=False`` uses the fit only."""
+        table, coef = self.data["units"], self.data["fit"]["coef"]
+        total = 0.0
+        for unit, _ in config_units(config, batch_size=self.settings["batch_size"]):
+            if lookup and unit.key in table:
+                total += table[unit.key]
+            else:
+                total += sum(c * f for c, f in zip(coef, unit.features))
+        a, b = self.data["correction"]["slope"], self.data["correction"]["intercept"]
+        return a * total + b
+
+    def predict(self, config: GhostNetConfig) -> float:
+        """Predicted calibrated latency (ms) of ``config`` on the profiled device."""
+        return self.predict_ratio(config) * self.data["reference_ms"]
+
+    def record(self) -> dict[str, Any]:
+        """What a study stores about the file it predicted with."""
+        return {"sha256": self.sha256, "file": Path(self.path).name, "fingerprint": self.fingerprint, "settings": self.settings}
+
+
+def _problem(data: Any) -> str | None:
+    """Why ``data`` is not a usable profile, or None."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return f"no \"format\": \"{FORMAT}\""
+    if data.get("version") != VERSION:
+        return f"version {data.get('version')!r}, this ghostnas reads {VERSION}"
+    settings, fit, correction = data.get("settings"), data.get("fit"), data.get("correction")
+    if not isinstance(settings, dict) or not {"preset", "input_size", "batch_size"} <= set(settings):
+        return "settings lack preset, input_size or batch_size"
+    if not isinstance(data.get("fingerprint"), dict):
+        return "no device fingerprint"
+    if not isinstance(fit, dict) or not _numbers(fit.get("coef"), len(FEATURES)):
+        return f"fit.coef is not {len(FEATURES)} numbers"
+    if not isinstance(correction, dict) or not _numbers([correction.get("slope"), correction.get("intercept")], 2):
+        return "correction lacks slope or intercept"
+    units = data.get("units")
+    if not isinstance(units, dict) or not _numbers(list(units.values()), len(units)):
+        return "units is not a table of numbers"
+    reference_ms = data.get("reference_ms")
+    if not _numbers([reference_ms], 1) or reference_ms <= 0:
+        return "reference_ms is not a positive number"
+    return None
+
+
+def _numbers(values: Any, count: int) -> bool:
+    return (
+        isinstance(values, list)
+        and len(values) == count
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    )

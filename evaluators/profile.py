@@ -1,0 +1,181 @@
+"""``ghostnas profile``: time the space's building blocks on this device and fit a latency model.
+
+Run on the target device. It samples ``models`` configs from the space (the GhostNet width
+family first, where the space holds it), times every distinct unit they contain (stem, each
+bottleneck shape, head) as a ratio to the reference model timed in the same interleaved pairs,
+and times the configs whole. A non-negative least-squares fit on the units' features predicts
+shapes never timed; a line fitted on the whole models corrects the units' sum (what a whole
+forward pass shares or adds). Then ``holdout`` further configs, never used in any fit, are timed
+whole and predicted: the file records that error. See ``evaluators.latency_model``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import optimize, stats
+from tqdm import tqdm
+
+from evaluators.calibration import calibrate
+from evaluators.latency import LatencyProbe, LatencySettings
+from evaluators.latency_model import FEATURES, FORMAT, VERSION, LatencyModel, Unit, config_units
+from spaces import PRESETS, ConfigError, GhostNetConfig, SearchSpace, random_suggest, reference, reference_names
+
+__all__ = ["ProfileSettings", "profile"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    preset: str = "cifar"
+    input_size: int | None = None  # None: the preset's
+    num_classes: int = 10
+    backend: str = "torch"
+    threads: int = 1
+    device: str = "cpu"
+    models: int = 20  # whole models to fit on; their units are the lookup table
+    holdout: int = 30  # whole models to measure the predictor's error on
+    seed: int = 0
+    unit_seconds: float = 0.5  # timing cap per unit
+    model_seconds: float = LatencySettings.max_seconds  # per whole model: the search probe's cap
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"profile preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        for name, low in (("num_classes", 1), ("threads", 1), ("models", 3), ("holdout", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"profile {name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+        for name in ("unit_seconds", "model_seconds"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+                raise ValueError(f"profile {name.replace('_', '-')} must be positive, got {value!r}")
+        LatencySettings(device=self.device, threads=self.threads, backend=self.backend, input_size=self.size)  # validates them
+
+    @property
+    def size(self) -> int:
+        return self.input_size or PRESETS[self.preset]["input_size"]
+
+
+def profile(settings: ProfileSettings, space: SearchSpace, *, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Profile this device for ``space``; the latency-model file's content (JSON-ready)."""
+    started = time.perf_counter()
+    s = settings
+    probe_settings = LatencySettings(device=s.device, threads=s.threads, backend=s.backend, input_size=s.size, max_seconds=s.model_seconds)
+    probe = LatencyProbe(settings=probe_settings, cache_dir=cache_dir)
+    unit_probe = LatencyProbe(settings=dataclasses.replace(probe_settings, max_seconds=s.unit_seconds), cache_dir=cache_dir)
+    like = reference("ghostnet-1.0x", preset=s.preset, num_classes=s.num_classes, input_size=s.size)
+    calibration = calibrate(probe, like)
+    train, holdout = _sample(space, s)
+    units = _time_units(unit_probe, train, progress=s.progress)
+    measured = _time_models(probe, train + holdout, progress=s.progress, what="whole models")
+    data: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": calibration.fingerprint,
+        "settings": {**dataclasses.asdict(s), "input_size": s.size, "batch_size": probe_settings.batch_size},
+        "probe": dataclasses.asdict(probe_settings),
+        "reference_ms": calibration.reference_ms,
+        "units": {unit.key: ratio for unit, ratio in units},
+        "fit": {"features": list(FEATURES), "coef": _fit_units(units)},
+        "correction": {"slope": 1.0, "intercept": 0.0},
+    }
+    model = LatencyModel(data=data, sha256="", path="(profile)")
+    sums = [model.predict_ratio(c) for c in train]
+    data["correction"] = _fit_line(sums, measured[: len(train)])
+    data["error"], data["holdout"] = _holdout_error(model, holdout, measured[len(train) :], reference_ms=calibration.reference_ms)
+    data["train_models"] = [c.id for c in train]
+    data["profile_seconds"] = time.perf_counter() - started
+    return data
+
+
+def _sample(space: SearchSpace, s: ProfileSettings) -> tuple[list[GhostNetConfig], list[GhostNetConfig]]:
+    """Training configs (the width family that fits the space, then random ones) and held-out ones."""
+    family = []
+    for name in reference_names():
+        config = reference(name, preset=s.preset, num_classes=s.num_classes, input_size=s.size)
+        try:
+            space.to_params(config)
+        except ConfigError:
+            continue
+        family.append(config)
+    rng = random.Random(s.seed)
+
+    def draw() -> GhostNetConfig:
+        params = space.sample(random_suggest(rng))
+        return space.to_config(params, preset=s.preset, num_classes=s.num_classes, input_size=s.size)
+
+    train = family[: s.models] + [draw() for _ in range(s.models - min(len(family), s.models))]
+    return train, [draw() for _ in range(s.holdout)]
+
+
+def _time_units(probe: LatencyProbe, configs: list[GhostNetConfig], *, progress: bool) -> list[tuple[Unit, float]]:
+    """Each distinct unit of ``configs`` timed once: (unit, ratio to the reference)."""
+    todo: dict[str, tuple[Unit, Any, GhostNetConfig]] = {}
+    for config in configs:
+        for unit, module in config_units(config, batch_size=probe.settings.batch_size):
+            todo.setdefault(unit.key, (unit, module, config))
+    timed = []
+    for unit, module, config in tqdm(todo.values(), desc="profile: blocks", unit="block", disable=not progress):
+        result = probe.measure_module(module, unit.input_shape, like=config)
+        timed.append((unit, result.ratio_to_reference))
+    log.info("profile: %d distinct units timed", len(timed))
+    return timed
+
+
+def _time_models(probe: LatencyProbe, configs: list[GhostNetConfig], *, progress: bool, what: str) -> list[float]:
+    return [probe.measure(c).ratio_to_reference for c in tqdm(configs, desc=f"profile: {what}", unit="model", disable=not progress)]
+
+
+def _fit_units(units: list[tuple[Unit, float]]) -> list[float]:
+    """Non-negative coefficients minimising the relative error of the units' ratios."""
+    features = np.array([u.features for u, _ in units])
+    ratios = np.array([r for _, r in units])
+    coef, _ = optimize.nnls(features / ratios[:, None], np.ones(len(ratios)))
+    return [float(c) for c in coef]
+
+
+def _fit_line(predicted: list[float], measured: list[float]) -> dict[str, float]:
+    """measured ~ slope x predicted + intercept, minimising the relative error."""
+    p, m = np.array(predicted), np.array(measured)
+    (slope, intercept), *_ = np.linalg.lstsq(np.stack([p / m, 1 / m], axis=1), np.ones(len(m)), rcond=None)
+    return {"slope": float(slope), "intercept": float(intercept)}
+
+
+def _holdout_error(
+    model: LatencyModel, configs: list[GhostNetConfig], measured: list[float], *, reference_ms: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The predictor against whole-model measurements it never saw (calibrated ms)."""
+    predicted = np.array([model.predict_ratio(c) for c in configs]) * reference_ms
+    actual = np.array(measured) * reference_ms
+    rel = predicted / actual - 1
+    fit_only = np.array([model.predict_ratio(c, lookup=False) for c in configs]) * reference_ms / actual - 1
+    error = {
+        "models": len(configs),
+        "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
+        "median_abs_rel": float(np.median(np.abs(rel))),
+        "max_abs_rel": float(np.max(np.abs(rel))),
+        "kendall": _kendall(predicted, actual),
+        "fit_only_within_10pct": float(np.mean(np.abs(fit_only) <= 0.10)),
+    }
+    rows = [
+        {"config": c.to_dict(), "config_id": c.id, "measured_ms": float(a), "predicted_ms": float(p)}
+        for c, a, p in zip(configs, actual, predicted)
+    ]
+    return error, rows
+
+
+def _kendall(a: np.ndarray, b: np.ndarray) -> float | None:
+    tau = stats.kendalltau(a, b).statistic if len(a) > 1 else float("nan")
+    return float(tau) if np.isfinite(tau) else None  # undefined for fewer than 2 distinct values

@@ -1,0 +1,113 @@
+"""``profile`` on a tiny space: real timing of real blocks, a file that predicts what it reports.
+
+Nothing here depends on how fast this machine is: the checks are the file's structure, and that
+the file, read back, predicts the held-out models it was measured on within the error it states.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from evaluators.latency import LatencyProbe, LatencySettings
+from evaluators.latency_model import FEATURES, LatencyModel, LatencyModelError, _unit_modules, config_units
+from evaluators.profile import ProfileSettings
+from spaces import GhostNetConfig, build_model, load_space, reference
+
+QUICK = dict(input_size=16, models=4, holdout=4)  # as tests/conftest.py's tiny_profile
+
+
+@pytest.fixture(scope="module")
+def profiled(tiny_profile):
+    """The shared profile of the tiny space (tests/conftest.py), with these settings."""
+    return tiny_profile, json.loads(tiny_profile.read_text()), tiny_profile.parent
+
+
+def test_the_file_predicts_its_held_out_models_within_its_reported_error(profiled):
+    path, data, _ = profiled
+    model = LatencyModel.load(path)
+    error = data["error"]
+    assert error["models"] == len(data["holdout"]) == QUICK["holdout"]
+    rel = []
+    for row in data["holdout"]:
+        config = GhostNetConfig.from_dict(row["config"])
+        predicted = model.predict(config)
+        assert predicted == pytest.approx(row["predicted_ms"], rel=1e-9)  # read back, the same predictor
+        rel.append(predicted / row["measured_ms"] - 1)
+    rel = np.abs(rel)
+    assert rel.max() <= error["max_abs_rel"] + 1e-9
+    assert np.mean(rel <= 0.10) == pytest.approx(error["within_10pct"])
+    assert np.median(rel) == pytest.approx(error["median_abs_rel"])
+
+
+def test_the_file_records_device_settings_and_the_blocks_it_timed(profiled, tiny_space):
+    _, data, root = profiled
+    probe = LatencyProbe(settings=LatencySettings(input_size=16), cache_dir=root)
+    like = reference("ghostnet-1.0x", preset="cifar", num_classes=10, input_size=16)
+    assert data["fingerprint"] == probe.fingerprint(like)
+    s = data["settings"]
+    assert (s["preset"], s["input_size"], s["num_classes"], s["backend"], s["threads"], s["batch_size"]) == ("cifar", 16, 10, "torch", 1, 1)
+    assert data["reference_ms"] > 0 and data["profile_seconds"] > 0
+    assert data["fit"]["features"] == list(FEATURES) and all(c >= 0 for c in data["fit"]["coef"])
+    # every distinct unit of the training models was timed once, each a positive ratio
+    space = load_space(tiny_space)
+    train_ids = set(data["train_models"])
+    assert len(train_ids) <= QUICK["models"] and not train_ids & {row["config_id"] for row in data["holdout"]}
+    assert all(r > 0 for r in data["units"].values())
+    kinds = {key.split("|")[0] for key in data["units"]}
+    assert kinds == {"stem", "block", "head"}
+    blocks_per_model = sum(len(stage.depth.values) if hasattr(stage.depth, "values") else 1 for stage in space.stages)
+    assert len(data["units"]) >= blocks_per_model + 2  # at least one whole model's units
+
+
+def test_units_are_the_models_forward_pass(tiny_space):
+    # The units, run in sequence, compute exactly what the whole model computes.
+    config = reference("ghostnet-0.5x", preset="cifar", num_classes=10, input_size=16)
+    units = config_units(config)
+    assert [u.kind for u, _ in units] == ["stem", *["block"] * len(config.blocks), "head"]
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    x = torch.randn(1, 3, 16, 16)
+    with torch.inference_mode():
+        y = x
+        for _, module in _unit_modules(model):
+            y = module(y)
+        assert torch.allclose(y, model(x))
+    stem = units[0][0]
+    assert stem.input_shape == (1, 3, 16, 16) and stem.features[FEATURES.index("layers")] == 1
+    maps = config.channels(16)  # 8 at 0.5x; stride 1, so 16x16 outputs of 3x3x3 MACs each
+    assert stem.features[FEATURES.index("dense_mmacs")] == pytest.approx(maps * 16 * 16 * 27 / 1e6)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read latency model"),
+        ("{not json", "is not JSON"),
+        ('{"cfgs": []}', "is not a ghostnas profile: no \"format\""),
+        ('{"format": "ghostnas-latency-model", "version": 99}', "version 99"),
+    ],
+)
+def test_bad_files_are_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "device.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(LatencyModelError, match=message) as info:
+        LatencyModel.load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_file_for_another_input_size_is_refused(profiled):
+    model = LatencyModel.load(profiled[0])
+    model.check(preset="cifar", input_size=16)
+    with pytest.raises(LatencyModelError, match=r"profiled for preset cifar at 16 px, not imagenet at 224 px"):
+        model.check(preset="imagenet", input_size=224)
+
+
+def test_bad_profile_settings_are_value_errors():
+    for bad in ({"preset": "mobile"}, {"models": 1}, {"holdout": 0}, {"threads": 0}, {"backend": "tvm"}, {"unit_seconds": 0}):
+        with pytest.raises(ValueError):
+            ProfileSettings(**bad)
