@@ -51,7 +51,7 @@ from spaces import GhostNetConfig, load_space, random_suggest  # noqa: E402
 log = logging.getLogger("bench.latency_stability")
 
 METRICS = ("median_ms", "ratio_to_reference", "calibrated_ms", "calibrated_own_ms")
-TUNABLE = ("warmup", "min_runs", "max_runs", "max_seconds", "target_spread", "threads", "backend", "memory_format", "device")
+TUNABLE = ("warmup", "min_runs", "max_runs", "max_seconds", "target_spread", "threads", "backend", "memory_format", "device", "clock")
 
 
 def sample_configs(*, count: int, seed: int, preset: str) -> list[GhostNetConfig]:
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy", type=int, default=0, help="busy-loop processes to run beside the passes (load)")
     parser.add_argument("--repeats", type=int, default=1, help="two-pass comparisons to run, one after the other")
     for name in TUNABLE:
-        kind = {"backend": str, "memory_format": str, "max_seconds": float, "target_spread": float}.get(name, int)
+        kind = {"backend": str, "memory_format": str, "device": str, "clock": str, "max_seconds": float, "target_spread": float}.get(name, int)
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help="LatencySettings field")
     parser.add_argument("--worker", nargs=2, type=Path, metavar=("CONFIGS", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--pass-index", type=int, default=0, help=argparse.SUPPRESS)

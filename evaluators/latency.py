@@ -6,7 +6,8 @@ at the same input size, interleaved with the candidate: the ratio candidate/refe
 beside the absolute median, and it survives slow load changes that move both alike.
 
 Models run in ``eval()`` mode under ``torch.inference_mode()``. CPU timings use a fixed, recorded
-thread count (default 1), flush-denormal, and one memory format chosen once per machine by timing
+thread count (default 1), the timing thread's CPU time at one thread (time waiting for a core
+held by another process is not the model's; ``clock``), flush-denormal, and one memory format chosen once per machine by timing
 NCHW against channels_last on the reference model (cached on disk). CUDA timings use
 ``cudnn.benchmark`` and CUDA events around each run. The optional ``onnxruntime`` backend exports
 the model to ONNX and times an ``InferenceSession`` instead.
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 DEVICES = ("cpu", "cuda")
 BACKENDS = ("torch", "onnxruntime")
 MEMORY_FORMATS = ("auto", "nchw", "channels_last")
+CLOCKS = ("auto", "wall", "cpu")
 REFERENCE_NAME = "ghostnet-1.0x"
 _FORMAT_CACHE_FILE = "latency_memory_format.json"
 
@@ -78,11 +80,17 @@ class LatencySettings:
     backend: str = "torch"
     memory_format: str = "auto"
     reference: bool = True
+    # What a run's time is: "wall" (perf_counter), or "cpu", the timing thread's CPU time
+    # (CLOCK_THREAD_CPUTIME_ID), which leaves out the time the run waited for a core while other
+    # processes had it. "auto": cpu for one CPU thread (the whole run is on the calling thread),
+    # wall otherwise; CUDA always uses CUDA events. docs/BENCHMARKS.md, "Calibrated latency".
+    clock: str = "auto"
 
     def __post_init__(self) -> None:
         _check_choice("device", self.device, DEVICES)
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("memory_format", self.memory_format, MEMORY_FORMATS)
+        _check_choice("clock", self.clock, CLOCKS)
         _check_int("threads", self.threads, low=1)
         _check_int("batch_size", self.batch_size, low=1)
         if self.input_size is not None:
@@ -97,6 +105,16 @@ class LatencySettings:
             raise ValueError(f"latency reference must be true or false, got {self.reference!r}")
         if self.backend == "onnxruntime" and self.device != "cpu":
             raise ValueError("latency backend 'onnxruntime' times on device 'cpu' only")
+        if self.clock == "cpu" and (self.device != "cpu" or self.threads != 1):
+            raise ValueError("latency clock 'cpu' needs device 'cpu' and 1 thread (other threads' time is not the caller's)")
+
+    @property
+    def resolved_clock(self) -> str:
+        if self.device == "cuda":
+            return "cuda-events"
+        if self.clock == "auto":
+            return "cpu" if self.threads == 1 else "wall"
+        return self.clock
 
 
 @dataclass(frozen=True)
@@ -242,9 +260,10 @@ class LatencyProbe:
             end.record()
             end.synchronize()
             return start.elapsed_time(end)
-        start_ns = time.perf_counter_ns()
+        clock = time.thread_time_ns if self.settings.resolved_clock == "cpu" else time.perf_counter_ns
+        start_ns = clock()
         run()
-        return (time.perf_counter_ns() - start_ns) / 1e6
+        return (clock() - start_ns) / 1e6
 
     def _env(self, size: int, fmt: str) -> dict[str, Any]:
         s = self.settings
@@ -253,6 +272,7 @@ class LatencyProbe:
             "backend": s.backend,
             "cpu": cpu_model(),
             "threads": s.threads,
+            "clock": s.resolved_clock,
             "memory_format": fmt,
             "dtype": "float32",
             "batch_size": s.batch_size,

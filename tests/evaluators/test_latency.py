@@ -168,6 +168,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path) -> None:
         {"max_seconds": float("nan")},
         {"target_spread": -0.1},
         {"reference": "yes"},
+        {"clock": "tsc"},
         {"backend": "onnxruntime", "device": "cuda"},
     ],
 )
@@ -176,3 +177,23 @@ def test_bad_settings_are_one_line_value_errors(bad: dict[str, object]) -> None:
         LatencySettings(**bad)
     assert "\n" not in str(info.value) and str(info.value).startswith("latency ")
 
+
+
+def test_the_cpu_clock_leaves_out_time_spent_waiting(tmp_path) -> None:
+    # Constructed: a "run" that sleeps 30 ms waits without computing, as a probe does while other
+    # processes hold the cores. The wall clock counts the wait; the thread's CPU clock does not.
+    import time
+
+    def sleeper() -> None:
+        time.sleep(0.03)
+
+    wall = LatencyProbe(settings=LatencySettings(**QUICK, clock="wall"), cache_dir=tmp_path)._timer(sleeper)
+    cpu = LatencyProbe(settings=LatencySettings(**QUICK, clock="cpu"), cache_dir=tmp_path)._timer(sleeper)
+    assert wall >= 30 and cpu < 10
+
+
+def test_the_clock_is_cpu_time_for_one_thread_and_wall_time_otherwise(probe: LatencyProbe) -> None:
+    assert LatencySettings().resolved_clock == "cpu" and probe.measure(small()).env["clock"] == "cpu"
+    assert LatencySettings(threads=2).resolved_clock == "wall"
+    with pytest.raises(ValueError, match="latency clock 'cpu' needs device 'cpu' and 1 thread"):
+        LatencySettings(threads=2, clock="cpu")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,14 @@ def _write_bad_files(root: Path, tiny_space: Path) -> None:
     (root / "not-json.json").write_text('{"cfgs": [[3, 16, 16, 0, 1]], "width": }')
     (root / "wrong-type.json").write_text('{"cfgs": [[["three", 16, 16, 0, 1]]], "width": 1.0}')
 
+    # A well-formed latency model, but for 32 px (the kept study searches at 16 px).
+    profile = {
+        "format": "ghostnas-latency-model", "version": 1, "settings": {"preset": "cifar", "input_size": 32, "batch_size": 1},
+        "fingerprint": {"cpu": "ARM Cortex-A76"}, "fit": {"coef": [0.0] * 7}, "correction": {"slope": 1.0, "intercept": 0.0},
+        "units": {}, "reference_ms": 10.0,
+    }  # fmt: skip
+    (root / "profile-32px.json").write_text(json.dumps(profile))
+
     space = yaml.safe_load(tiny_space.read_text())
 
     def variant(name: str, change) -> None:
@@ -140,6 +149,14 @@ CASES = [
     ("space-block-type", lambda k: k.search("--space", k / "space-block.yaml"), "stages[3].block: values must be among ghost, ghostv2"),
     ("cfg-block-type", lambda k: ["eval", "--cfg", k / "block-type.json", "--skip-accuracy", "--skip-latency"], "stage 0 block type must be one of"),
     ("cfg-yolov5-se", lambda k: ["eval", "--cfg", k / "yolov5-se.json", "--skip-accuracy", "--skip-latency"], "module yolov5 fixes ratio 2, dw_size 5, no SE"),
+    # latency-model files: missing, not JSON, not a profile, for another input size or preset; profile flags
+    ("latency-model-missing", lambda k: k.search("--latency-model", k / "nope.json"), "cannot read latency model"),
+    ("latency-model-not-json", lambda k: k.search("--latency-model", k / "not-json.json"), "is not JSON"),
+    ("latency-model-not-a-profile", lambda k: k.search("--latency-model", k / "wrong-type.json"), "is not a ghostnas profile"),
+    ("latency-model-other-size", lambda k: k.search("--latency-model", k / "profile-32px.json"), "profiled for preset cifar at 32 px, not cifar at 16 px"),
+    ("eval-latency-model-other-preset", lambda k: ["eval", "--reference", "ghostnet-1.0x", "--skip-accuracy", "--latency-model", k / "profile-32px.json"], "not imagenet at 224 px"),
+    ("profile-models-0", lambda k: ["profile", "--out", k / "device.json", "--models", "0"], "profile models must be an integer >= 3, got 0"),
+    ("profile-out", lambda k: ["profile", "--out", k / "a-file/device.json"], "is not a directory"),
     # data paths: missing, empty, one class, not images, truncated images
     ("data-missing", lambda k: k.search("--dataset", k / "nope"), "neither a known name"),
     ("data-empty", lambda k: k.search("--dataset", k / "empty"), "contains no images"),
