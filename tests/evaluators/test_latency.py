@@ -197,3 +197,13 @@ def test_the_clock_is_cpu_time_for_one_thread_and_wall_time_otherwise(probe: Lat
     assert LatencySettings(threads=2).resolved_clock == "wall"
     with pytest.raises(ValueError, match="latency clock 'cpu' needs device 'cpu' and 1 thread"):
         LatencySettings(threads=2, clock="cpu")
+
+
+def test_a_pair_stops_on_the_precision_of_its_ratio_not_on_each_models_spread() -> None:
+    from evaluators.latency import _settled
+
+    steady = [[10.0, 20.0, 30.0] * 4, [5.0, 10.0, 15.0] * 4]  # each model spreads 100 %, the ratio is always 2
+    assert _settled(steady, 0.05)
+    noisy = [[10.0, 12.0] * 6, [10.0, 10.0] * 6]  # the ratio flips between 1.0 and 1.2
+    assert not _settled(noisy, 0.05)
+    assert not _settled([[10.0, 20.0] * 6], 0.05) and _settled([[10.0, 10.2] * 6], 0.05)  # one model: its own spread
