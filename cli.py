@@ -50,6 +50,21 @@ def _evaluation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-model", type=Path, help="a `ghostnas profile` file: predict latency on that device instead of timing here")
 
 
+def _profile_flags(prof: argparse.ArgumentParser) -> None:
+    prof.add_argument("--out", type=Path, required=True, help="the latency-model JSON file to write (DEVICE.json)")
+    prof.add_argument("--space", type=Path, help="search space YAML (default: spaces/ghostnet.yaml)")
+    prof.add_argument("--preset", choices=("cifar", "imagenet"), help="input layout (default cifar)")
+    prof.add_argument("--input-size", type=int, help="input resolution (default: the preset's); a search must use the same")
+    prof.add_argument("--num-classes", type=int, help="classes of the head (default 10)")
+    prof.add_argument("--backend", choices=("torch", "onnxruntime"), help="time with PyTorch (default) or ONNX Runtime")
+    prof.add_argument("--threads", type=int, help="CPU threads (default 1)")
+    prof.add_argument("--device", choices=("cpu", "cuda"), help="where to time (default cpu)")
+    prof.add_argument("--models", type=int, help="whole models to fit on, their blocks timed (default 20)")
+    prof.add_argument("--holdout", type=int, help="held-out whole models the error is measured on (default 30)")
+    prof.add_argument("--seed", type=int, help="seed for the sampled models (default 0)")
+    prof.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default on)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ghostnas", description="Hardware-aware multi-objective search over the GhostNet design space.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
@@ -115,19 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     _evaluation_flags(evaluate)
 
-    prof = commands.add_parser("profile", help="time the space's building blocks on this device and write a latency model")
-    prof.add_argument("--out", type=Path, required=True, help="the latency-model JSON file to write (DEVICE.json)")
-    prof.add_argument("--space", type=Path, help="search space YAML (default: spaces/ghostnet.yaml)")
-    prof.add_argument("--preset", choices=("cifar", "imagenet"), help="input layout (default cifar)")
-    prof.add_argument("--input-size", type=int, help="input resolution (default: the preset's); a search must use the same")
-    prof.add_argument("--num-classes", type=int, help="classes of the head (default 10)")
-    prof.add_argument("--backend", choices=("torch", "onnxruntime"), help="time with PyTorch (default) or ONNX Runtime")
-    prof.add_argument("--threads", type=int, help="CPU threads (default 1)")
-    prof.add_argument("--device", choices=("cpu", "cuda"), help="where to time (default cpu)")
-    prof.add_argument("--models", type=int, help="whole models to fit on, their blocks timed (default 20)")
-    prof.add_argument("--holdout", type=int, help="held-out whole models the error is measured on (default 30)")
-    prof.add_argument("--seed", type=int, help="seed for the sampled models (default 0)")
-    prof.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default on)")
+    _profile_flags(commands.add_parser("profile", help="time the space's building blocks on this device and write a latency model"))
     return parser
 
 

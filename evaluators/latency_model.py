@@ -5,7 +5,8 @@ device, each as a ratio to the reference model timed in the same interleaved pai
 a JSON file. This module reads that file and predicts: each unit (the stem, every bottleneck,
 the head) is looked up by its exact shape, or, for a shape the profile never timed, estimated
 by a non-negative linear fit on its layer counts, dense and depthwise MACs and activation sizes;
-the units' sum is corrected by a line fitted on whole models of the same run; the ratio times
+the units' sum is scaled, plus a cost per unit, both fitted on whole models of the same run
+(a block inside a model costs more than alone: ~1.2x here, more for deeper models); the ratio times
 the file's reference latency is the prediction in milliseconds on that device.
 """
 
@@ -139,13 +140,14 @@ class LatencyModel:
         """Predicted latency as a ratio to the reference model; ``lookup=False`` uses the fit only."""
         table, coef = self.data["units"], self.data["fit"]["coef"]
         total = 0.0
-        for unit, _ in config_units(config, batch_size=self.settings["batch_size"]):
+        units = config_units(config, batch_size=self.settings["batch_size"])
+        for unit, _ in units:
             if lookup and unit.key in table:
                 total += table[unit.key]
             else:
                 total += sum(c * f for c, f in zip(coef, unit.features))
-        a, b = self.data["correction"]["slope"], self.data["correction"]["intercept"]
-        return a * total + b
+        correction = self.data["correction"]
+        return correction["slope"] * total + correction["per_unit"] * len(units)
 
     def predict(self, config: GhostNetConfig) -> float:
         """Predicted calibrated latency (ms) of ``config`` on the profiled device."""
@@ -169,8 +171,8 @@ def _problem(data: Any) -> str | None:
         return "no device fingerprint"
     if not isinstance(fit, dict) or not _numbers(fit.get("coef"), len(FEATURES)):
         return f"fit.coef is not {len(FEATURES)} numbers"
-    if not isinstance(correction, dict) or not _numbers([correction.get("slope"), correction.get("intercept")], 2):
-        return "correction lacks slope or intercept"
+    if not isinstance(correction, dict) or not _numbers([correction.get("slope"), correction.get("per_unit")], 2):
+        return "correction lacks slope or per_unit"
     units = data.get("units")
     if not isinstance(units, dict) or not _numbers(list(units.values()), len(units)):
         return "units is not a table of numbers"

@@ -4,8 +4,8 @@ Run on the target device. It samples ``models`` configs from the space (the Ghos
 family first, where the space holds it), times every distinct unit they contain (stem, each
 bottleneck shape, head) as a ratio to the reference model timed in the same interleaved pairs,
 and times the configs whole. A non-negative least-squares fit on the units' features predicts
-shapes never timed; a line fitted on the whole models corrects the units' sum (what a whole
-forward pass shares or adds). Then ``holdout`` further configs, never used in any fit, are timed
+shapes never timed; a scale and a cost per unit fitted on the whole models correct the units'
+sum (a block inside a model costs more than alone). Then ``holdout`` further configs, never used in any fit, are timed
 whole and predicted: the file records that error. See ``evaluators.latency_model``.
 """
 
@@ -45,6 +45,10 @@ class ProfileSettings:
     models: int = 20  # whole models to fit on; their units are the lookup table
     holdout: int = 30  # whole models to measure the predictor's error on
     seed: int = 0
+    # channels_last's cost is shape-dependent in ways the block features do not show (one sampled
+    # cifar model ran 1.8x slower in it than in NCHW, where the reference ran 0.8x): a predictor
+    # learns NCHW, the layout ONNX graphs and most runtimes take.
+    memory_format: str = "nchw"
     unit_seconds: float = 0.5  # timing cap per unit
     model_seconds: float = LatencySettings.max_seconds  # per whole model: the search probe's cap
     progress: bool = True
@@ -60,7 +64,7 @@ class ProfileSettings:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
                 raise ValueError(f"profile {name.replace('_', '-')} must be positive, got {value!r}")
-        LatencySettings(device=self.device, threads=self.threads, backend=self.backend, input_size=self.size)  # validates them
+        LatencySettings(device=self.device, threads=self.threads, backend=self.backend, input_size=self.size, memory_format=self.memory_format)
 
     @property
     def size(self) -> int:
@@ -71,7 +75,9 @@ def profile(settings: ProfileSettings, space: SearchSpace, *, cache_dir: Path | 
     """Profile this device for ``space``; the latency-model file's content (JSON-ready)."""
     started = time.perf_counter()
     s = settings
-    probe_settings = LatencySettings(device=s.device, threads=s.threads, backend=s.backend, input_size=s.size, max_seconds=s.model_seconds)
+    probe_settings = LatencySettings(
+        device=s.device, threads=s.threads, backend=s.backend, input_size=s.size, max_seconds=s.model_seconds, memory_format=s.memory_format
+    )
     probe = LatencyProbe(settings=probe_settings, cache_dir=cache_dir)
     unit_probe = LatencyProbe(settings=dataclasses.replace(probe_settings, max_seconds=s.unit_seconds), cache_dir=cache_dir)
     like = reference("ghostnet-1.0x", preset=s.preset, num_classes=s.num_classes, input_size=s.size)
@@ -89,11 +95,11 @@ def profile(settings: ProfileSettings, space: SearchSpace, *, cache_dir: Path | 
         "reference_ms": calibration.reference_ms,
         "units": {unit.key: ratio for unit, ratio in units},
         "fit": {"features": list(FEATURES), "coef": _fit_units(units)},
-        "correction": {"slope": 1.0, "intercept": 0.0},
+        "correction": {"slope": 1.0, "per_unit": 0.0},
     }
     model = LatencyModel(data=data, sha256="", path="(profile)")
-    sums = [model.predict_ratio(c) for c in train]
-    data["correction"] = _fit_line(sums, measured[: len(train)])
+    sums = [model.predict_ratio(c) for c in train]  # the units' sum: the correction is still the identity
+    data["correction"] = _fit_correction(sums, [len(config_units(c)) for c in train], measured[: len(train)])
     data["error"], data["holdout"] = _holdout_error(model, holdout, measured[len(train) :], reference_ms=calibration.reference_ms)
     data["train_models"] = [c.id for c in train]
     data["profile_seconds"] = time.perf_counter() - started
@@ -146,11 +152,12 @@ def _fit_units(units: list[tuple[Unit, float]]) -> list[float]:
     return [float(c) for c in coef]
 
 
-def _fit_line(predicted: list[float], measured: list[float]) -> dict[str, float]:
-    """measured ~ slope x predicted + intercept, minimising the relative error."""
-    p, m = np.array(predicted), np.array(measured)
-    (slope, intercept), *_ = np.linalg.lstsq(np.stack([p / m, 1 / m], axis=1), np.ones(len(m)), rcond=None)
-    return {"slope": float(slope), "intercept": float(intercept)}
+def _fit_correction(sums: list[float], counts: list[int], measured: list[float]) -> dict[str, float]:
+    """measured ~ slope x (units' sum) + per_unit x (number of units), non-negative, minimising
+    the relative error. No free intercept: the width family alone (one depth) would set it."""
+    s, n, m = np.array(sums), np.array(counts, dtype=float), np.array(measured)
+    (slope, per_unit), _ = optimize.nnls(np.stack([s / m, n / m], axis=1), np.ones(len(m)))
+    return {"slope": float(slope), "per_unit": float(per_unit)}
 
 
 def _holdout_error(

@@ -45,7 +45,7 @@ def test_the_file_predicts_its_held_out_models_within_its_reported_error(profile
 
 def test_the_file_records_device_settings_and_the_blocks_it_timed(profiled, tiny_space):
     _, data, root = profiled
-    probe = LatencyProbe(settings=LatencySettings(input_size=16), cache_dir=root)
+    probe = LatencyProbe(settings=LatencySettings(input_size=16, memory_format="nchw"), cache_dir=root)
     like = reference("ghostnet-1.0x", preset="cifar", num_classes=10, input_size=16)
     assert data["fingerprint"] == probe.fingerprint(like)
     s = data["settings"]
