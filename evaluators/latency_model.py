@@ -6,8 +6,9 @@ a JSON file. This module reads that file and predicts: each unit (the stem, ever
 the head) is looked up by its exact shape, or, for a shape the profile never timed, estimated
 by a non-negative linear fit on its layer counts, dense and depthwise MACs and activation sizes;
 the units' sum is scaled, plus a cost per unit, both fitted on whole models of the same run
-(a block inside a model costs more than alone: ~1.2x here, more for deeper models); the ratio times
-the file's reference latency is the prediction in milliseconds on that device.
+(a block inside a model does not cost what it costs alone). Or, where the profile found it
+better, the same features with coefficients fitted on whole models. The ratio times the file's
+reference latency is the prediction in milliseconds on that device.
 """
 
 from __future__ import annotations
@@ -136,13 +137,17 @@ class LatencyModel:
                 f"at {input_size} px: run `ghostnas profile --preset {preset} --input-size {input_size}` on the device"
             )
 
-    def predict_ratio(self, config: GhostNetConfig, *, lookup: bool = True) -> float:
-        """Predicted latency as a ratio to the reference model; ``lookup=False`` uses the fit only."""
+    def predict_ratio(self, config: GhostNetConfig, *, mode: str | None = None) -> float:
+        """Predicted latency as a ratio to the reference model, by the file's predictor or ``mode``:
+        ``blocks`` (timed blocks, fitted for unseen shapes, corrected) or ``models`` (fitted on whole models)."""
+        mode = mode or self.data["fit"]["mode"]
+        units = config_units(config, batch_size=self.settings["batch_size"])
+        if mode == "models":
+            return sum(sum(c * f for c, f in zip(self.data["fit"]["model_coef"], unit.features)) for unit, _ in units)
         table, coef = self.data["units"], self.data["fit"]["coef"]
         total = 0.0
-        units = config_units(config, batch_size=self.settings["batch_size"])
         for unit, _ in units:
-            if lookup and unit.key in table:
+            if unit.key in table:
                 total += table[unit.key]
             else:
                 total += sum(c * f for c, f in zip(coef, unit.features))
@@ -169,8 +174,10 @@ def _problem(data: Any) -> str | None:
         return "settings lack preset, input_size or batch_size"
     if not isinstance(data.get("fingerprint"), dict):
         return "no device fingerprint"
-    if not isinstance(fit, dict) or not _numbers(fit.get("coef"), len(FEATURES)):
-        return f"fit.coef is not {len(FEATURES)} numbers"
+    if not isinstance(fit, dict) or fit.get("mode") not in ("blocks", "models"):
+        return "fit.mode is not blocks or models"
+    if not _numbers(fit.get("coef"), len(FEATURES)) or (fit["mode"] == "models" and not _numbers(fit.get("model_coef"), len(FEATURES))):
+        return f"fit.coef (and for mode models fit.model_coef) is not {len(FEATURES)} numbers"
     if not isinstance(correction, dict) or not _numbers([correction.get("slope"), correction.get("per_unit")], 2):
         return "correction lacks slope or per_unit"
     units = data.get("units")

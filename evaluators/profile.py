@@ -5,7 +5,9 @@ family first, where the space holds it), times every distinct unit they contain 
 bottleneck shape, head) as a ratio to the reference model timed in the same interleaved pairs,
 and times the configs whole. A non-negative least-squares fit on the units' features predicts
 shapes never timed; a scale and a cost per unit fitted on the whole models correct the units'
-sum (a block inside a model costs more than alone). Then ``holdout`` further configs, never used in any fit, are timed
+sum ("blocks"). The same features with coefficients fitted on the whole models instead ("models")
+cost a block as it runs inside a model; the profile keeps whichever predicts the training models
+better left-one-out. Then ``holdout`` further configs, never used in any fit, are timed
 whole and predicted: the file records that error. See ``evaluators.latency_model``.
 """
 
@@ -94,12 +96,11 @@ def profile(settings: ProfileSettings, space: SearchSpace, *, cache_dir: Path | 
         "probe": dataclasses.asdict(probe_settings),
         "reference_ms": calibration.reference_ms,
         "units": {unit.key: ratio for unit, ratio in units},
-        "fit": {"features": list(FEATURES), "coef": _fit_units(units)},
+        "fit": {"features": list(FEATURES), "coef": _fit_units(units), "mode": "blocks"},
         "correction": {"slope": 1.0, "per_unit": 0.0},
     }
     model = LatencyModel(data=data, sha256="", path="(profile)")
-    sums = [model.predict_ratio(c) for c in train]  # the units' sum: the correction is still the identity
-    data["correction"] = _fit_correction(sums, [len(config_units(c)) for c in train], measured[: len(train)])
+    _fit_whole(model, train, measured[: len(train)])
     data["error"], data["holdout"] = _holdout_error(model, holdout, measured[len(train) :], reference_ms=calibration.reference_ms)
     data["train_models"] = [c.id for c in train]
     data["profile_seconds"] = time.perf_counter() - started
@@ -152,12 +153,36 @@ def _fit_units(units: list[tuple[Unit, float]]) -> list[float]:
     return [float(c) for c in coef]
 
 
-def _fit_correction(sums: list[float], counts: list[int], measured: list[float]) -> dict[str, float]:
-    """measured ~ slope x (units' sum) + per_unit x (number of units), non-negative, minimising
-    the relative error. No free intercept: the width family alone (one depth) would set it."""
-    s, n, m = np.array(sums), np.array(counts, dtype=float), np.array(measured)
-    (slope, per_unit), _ = optimize.nnls(np.stack([s / m, n / m], axis=1), np.ones(len(m)))
-    return {"slope": float(slope), "per_unit": float(per_unit)}
+def _fit_whole(model: LatencyModel, train: list[GhostNetConfig], measured: list[float]) -> None:
+    """Fit both predictors on the whole training models and keep the one that predicts them
+    better left-one-out: ``blocks`` (the timed blocks' sum, scaled, plus a cost per unit) or
+    ``models`` (the same unit features, their coefficients fitted on whole models, so a block is
+    costed as it runs inside a model)."""
+    data, m = model.data, np.array(measured)
+    sums = np.array([model.predict_ratio(c, mode="blocks") for c in train])  # correction still the identity
+    counts = np.array([len(config_units(c)) for c in train], dtype=float)
+    summed = np.array([np.sum([u.features for u, _ in config_units(c)], axis=0) for c in train])
+    blocks = np.stack([sums, counts], axis=1)
+    loo = {name: _leave_one_out(x, m) for name, x in (("blocks", blocks), ("models", summed))}
+    slope, per_unit = _nnls_relative(blocks, m)
+    data["correction"] = {"slope": slope, "per_unit": per_unit}
+    data["fit"]["model_coef"] = _nnls_relative(summed, m)
+    data["fit"]["mode"] = min(loo, key=loo.get)
+    data["fit"]["train_loo_median_abs_rel"] = loo
+    log.info("profile: left-one-out median error on the training models: %s; using %s", loo, data["fit"]["mode"])
+
+
+def _nnls_relative(x: np.ndarray, y: np.ndarray) -> list[float]:
+    coef, _ = optimize.nnls(x / y[:, None], np.ones(len(y)))
+    return [float(c) for c in coef]
+
+
+def _leave_one_out(x: np.ndarray, y: np.ndarray) -> float:
+    errors = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        errors.append(abs(x[i] @ np.array(_nnls_relative(x[keep], y[keep])) / y[i] - 1))
+    return float(np.median(errors))
 
 
 def _holdout_error(
@@ -167,14 +192,17 @@ def _holdout_error(
     predicted = np.array([model.predict_ratio(c) for c in configs]) * reference_ms
     actual = np.array(measured) * reference_ms
     rel = predicted / actual - 1
-    fit_only = np.array([model.predict_ratio(c, lookup=False) for c in configs]) * reference_ms / actual - 1
+    other = "blocks" if model.data["fit"]["mode"] == "models" else "models"
+    other_rel = np.array([model.predict_ratio(c, mode=other) for c in configs]) * reference_ms / actual - 1
     error = {
         "models": len(configs),
         "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
         "median_abs_rel": float(np.median(np.abs(rel))),
         "max_abs_rel": float(np.max(np.abs(rel))),
         "kendall": _kendall(predicted, actual),
-        "fit_only_within_10pct": float(np.mean(np.abs(fit_only) <= 0.10)),
+        "mode": model.data["fit"]["mode"],
+        f"{other}_within_10pct": float(np.mean(np.abs(other_rel) <= 0.10)),
+        f"{other}_median_abs_rel": float(np.median(np.abs(other_rel))),
     }
     rows = [
         {"config": c.to_dict(), "config_id": c.id, "measured_ms": float(a), "predicted_ms": float(p)}
