@@ -63,7 +63,7 @@ def config_units(config: GhostNetConfig, *, batch_size: int = 1) -> list[tuple[U
     real forward pass at batch 1 is cheaper for one prediction.)
     """
     with torch.random.fork_rng(devices=[]):  # the caller's random stream stays untouched
-        model = build_model(config).eval()
+        model = build_model(config, deploy=True)  # what the probe times: eval mode, ghostv3 blocks fused
     x = torch.zeros(batch_size, 3, config.input_size, config.input_size)
     units = []
     with torch.inference_mode():
