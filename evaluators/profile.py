@@ -103,6 +103,7 @@ def profile(settings: ProfileSettings, space: SearchSpace, *, cache_dir: Path | 
     _fit_whole(model, train, measured[: len(train)])
     data["error"], data["holdout"] = _holdout_error(model, holdout, measured[len(train) :], reference_ms=calibration.reference_ms)
     data["train_models"] = [c.id for c in train]
+    data["train_measured_ms"] = [r * calibration.reference_ms for r in measured[: len(train)]]  # for audits and refits
     data["profile_seconds"] = time.perf_counter() - started
     return data
 
