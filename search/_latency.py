@@ -46,13 +46,13 @@ def latency_source(settings: SearchSettings, *, input_size: int) -> tuple[Latenc
 
 
 def bind_latency(
-    study: optuna.Study, *, probe: LatencyProbe | None, model: LatencyModel | None, like: GhostNetConfig
+    study: optuna.Study, *, probe: LatencyProbe | None, model: LatencyModel | None, like: GhostNetConfig | None
 ) -> Calibration | None:
     """Check the latency source against the study's record (written on first use); the
     calibration a probe's ratios are scaled by."""
     if model is not None:
         study_latency_model(study, model)
-    return study_calibration(study, probe, like=like) if probe is not None else None
+    return study_calibration(study, probe, like=like) if probe is not None and like is not None else None
 
 
 def study_calibration(study: optuna.Study, probe: LatencyProbe, *, like: GhostNetConfig) -> Calibration:

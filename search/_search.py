@@ -169,7 +169,7 @@ class _Worker:
         self.study = create_or_load_study(settings, self.space, seed_offset=index, proxy=proxy.record)
         self.proxy = proxy.on_study(self.study)
         data = self.proxy.data if "accuracy" in settings.objectives else None
-        like = reference("ghostnet-1.0x", preset=settings.preset, num_classes=proxy.num_classes, input_size=proxy.input_size)
+        like = reference("ghostnet-1.0x", preset=settings.preset, num_classes=proxy.num_classes, input_size=proxy.input_size) if probe else None
         calibration = bind_latency(self.study, probe=probe, model=latency_model, like=like)
         self.evaluator = Evaluator(probe=probe, calibration=calibration, latency_model=latency_model, data=data, train_settings=self.proxy.train_settings)
 
