@@ -251,6 +251,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from evaluators.latency import LatencyProbe, LatencySettings
     from evaluators.profile import ProfileSettings, profile
     from spaces import load_space
 
@@ -259,6 +260,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.quiet and "progress" not in values:
         values["progress"] = False
     settings = _settings(ProfileSettings, **values)
+    # No CUDA device, no onnxruntime: one line now, not a traceback after the calibration.
+    _settings(LatencyProbe, settings=LatencySettings(device=settings.device, backend=settings.backend, threads=settings.threads))
     space = load_space(args.space)
     if not args.out.parent.is_dir():  # before minutes of timing, not after
         raise UsageError(f"profile: cannot write {args.out}: {args.out.parent} is not a directory")
