@@ -56,6 +56,8 @@ class StudyAttr:
     SETTINGS = "settings"
     SPACE = "space"
     PROXY = "proxy"
+    LATENCY_CALIBRATION = "latency_calibration"  # the reference latency trials are scaled by, and its device
+    LATENCY_MODEL = "latency_model"  # or the --latency-model file latency is predicted with (its sha256)
 
 
 # Study user attr prefix of a trial's extra training runs ("accuracy_runs.<trial number>"),

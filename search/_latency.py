@@ -19,6 +19,7 @@ import optuna
 from evaluators.calibration import Calibration, calibrate, fingerprint_difference
 from evaluators.latency import LatencyProbe, LatencySettings
 from evaluators.latency_model import LatencyModel, LatencyModelError
+from results import StudyAttr
 from search._objectives import SearchError
 from search._settings import SearchSettings
 from spaces import GhostNetConfig
@@ -27,8 +28,8 @@ __all__ = ["CALIBRATION_ATTR", "MODEL_ATTR", "bind_latency", "latency_source", "
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_ATTR = "latency_calibration"
-MODEL_ATTR = "latency_model"
+CALIBRATION_ATTR = StudyAttr.LATENCY_CALIBRATION
+MODEL_ATTR = StudyAttr.LATENCY_MODEL
 
 
 def latency_source(settings: SearchSettings, *, input_size: int) -> tuple[LatencyProbe | None, LatencyModel | None]:
