@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from results import load_trials, plot_tradeoff, write_plots
-from results._plots import _hypervolume_data, _importance_data, _objectives_3d_data, _parallel_data, _tradeoff_data
+from results import load_trials, pareto_front, plot_tradeoff, write_plots
+from results._plots import _hypervolume_data, _importance_data, _objectives_3d_data, _parallel_data, _stage_summary, _tradeoff_data
+from spaces import reference
 
 PAGES = ["accuracy_latency.html", "accuracy_flops.html", "objectives_3d.html", "hypervolume.html", "parallel_coordinates.html", "param_importances.html"]
 
@@ -32,28 +33,48 @@ def names_and_counts(traces):
 
 def test_tradeoff_data_of_the_hand_study(hand_study):
     data = _tradeoff_data(load_trials(hand_study), x="latency_ms")
-    assert data["front"]["number"].tolist() == [1, 4, 0, 3]  # by latency, for the line
+    # The exported front is the study's (accuracy and latency): 3, 0, 1, 4 (1 and 4 tie).
+    assert sorted(data["exported"]["number"]) == [0, 1, 3, 4]
+    assert data["staircase"]["number"].tolist() == [1, 4, 0, 3]  # this plot's own front, by latency
     assert data["trials"]["number"].tolist() == [2]
     assert data["baselines"]["number"].tolist() == [0]
-    assert data["hidden"] == 4  # two rejected by a limit, one failed, one stopped early
+    assert data["rejected"]["number"].tolist() == [8] and data["limit"] == 25.0  # 5 was rejected before it was timed
+    assert data["hidden"] == 3  # 5 (no latency), 6 failed, 7 stopped early
     flops = _tradeoff_data(load_trials(hand_study), x="flops")
-    assert flops["front"]["number"].tolist() == [1, 3] and flops["trials"]["number"].tolist() == [2, 4]
+    # On accuracy vs FLOPs the 2-D front is 1, 3, but every exported member is still marked.
+    assert flops["staircase"]["number"].tolist() == [1, 3] and sorted(flops["exported"]["number"]) == [0, 1, 3, 4]
+    assert flops["trials"]["number"].tolist() == [2] and flops["rejected"]["number"].tolist() == [5, 8]
+    assert flops["limit"] == 250e6 and flops["hidden"] == 2
 
 
 def test_other_data_functions(search_study):
     frame = load_trials(search_study)
+    members = pareto_front(frame)["number"]
     three = _objectives_3d_data(frame)
     assert three["axes"] == ["accuracy", "latency_ms", "flops"]
-    assert len(three["trials"]) + len(three["front"]) + len(three["baselines"]) - three["front"]["baseline"].notna().sum() == 12
+    assert three["exported"]["number"].tolist() == sorted(members)
+    assert len(three["trials"]) + len(three["exported"]) + len(three["baselines"]) - three["exported"]["baseline"].notna().sum() == 12
     history = _hypervolume_data(frame)["history"]
     assert history["hypervolume"].is_monotonic_increasing and history["hypervolume"].iloc[-1] > 0
+    assert history["share"].iloc[-1] == pytest.approx(history["hypervolume"].iloc[-1] / 1.1**3) and history["share"].max() <= 1
     parallel = _parallel_data(frame)
-    assert list(parallel.columns)[:3] == ["width", "ratio", "dw_size"] and parallel.columns[-1] == "accuracy"
-    assert {"depth", "s6.depth"} <= set(parallel.columns) and len(parallel) == 12
+    assert list(parallel.columns)[:4] == ["width", "ratio", "dw_size", "depth"] and parallel.columns[-1] == "accuracy"
+    assert {"s6.depth", "s6.exp ratio", "s6.kernel", "s6.SE share"} <= set(parallel.columns) and len(parallel) == 12
+    assert not any(".b" in c for c in parallel.columns)  # no per-block dimensions
     importances, note = _importance_data(frame)
     assert note is None and sum(importances.values()) == pytest.approx(1.0)
     assert set(importances) <= {"width", "ratio", "dw_size", *(f"s{i}.depth" for i in range(9))}
     assert "s0.b0.exp" not in importances
+
+
+def test_stage_summary_of_the_reference_network():
+    config = reference("ghostnet-1.0x").to_dict()
+    summary = _stage_summary(config)
+    # Stage 1 is [3, 48, 24, 0, 2] after a 16-channel stage 0; stage 6 has five blocks, two with SE.
+    assert summary["s0.depth"] == 1 and summary["s0.exp ratio"] == 1.0 and summary["s1.exp ratio"] == 3.0
+    assert summary["s3.kernel"] == 5 and summary["s3.SE share"] == 1.0
+    assert summary["s6.depth"] == 5 and summary["s6.SE share"] == pytest.approx(0.4)
+    assert summary["s6.exp ratio"] == pytest.approx((200 / 80 + 184 / 80 + 184 / 80 + 480 / 80 + 672 / 112) / 5)
 
 
 def test_importances_skipped_with_too_few_trials(hand_study):
@@ -79,30 +100,37 @@ def test_write_plots_pages_hold_the_expected_traces(search_study, tmp_path):
 
     traces, layout = figure_of(out / "accuracy_latency.html")
     data = _tradeoff_data(frame, x="latency_ms")
-    assert names_and_counts(traces) == {"trials": len(data["trials"]), "Pareto front": len(data["front"]), "baselines": 2}
+    assert names_and_counts(traces) == {
+        "2-D front of this plot": len(data["staircase"]), "trials": len(data["trials"]), "baselines": 2,
+        "exported front (all objectives)": len(data["exported"]),
+    }  # no rejected trial, so no trace for them
     baselines = next(t for t in traces if t["name"] == "baselines")
-    assert sorted(baselines["text"]) == ["ghostnet-0.5x", "ghostnet-1.0x"]
-    front = next(t for t in traces if t["name"] == "Pareto front")
-    assert front["mode"] == "lines+markers"
-    first = data["front"].iloc[0]
-    assert front["hovertext"][0].startswith(f"trial {first['number']}")
-    assert f"width {first['width']}, depth {first['depth']}, ratio {first['ratio']}, dw_size {first['dw_size']}" in front["hovertext"][0]
-    assert "FLOPs" in front["hovertext"][0] and "params" in front["hovertext"][0]
-    assert front["x"][0] == pytest.approx(first["latency_ms"]) and front["y"][0] == pytest.approx(first["accuracy"] * 100)
+    assert sorted(baselines["text"]) == ["0.5x", "1.0x"] and len(set(baselines["textposition"])) == 2  # labels apart
+    exported = next(t for t in traces if t["uid"] == "exported")
+    assert sorted(exported["customdata"]) == sorted(pareto_front(frame)["number"])
+    first = data["exported"].iloc[0]
+    assert exported["text"][0] == f"#{first['number']}" and exported["hovertext"][0].startswith(f"trial {first['number']}")
+    assert f"width {first['width']}, depth {first['depth']}, ratio {first['ratio']}, dw_size {first['dw_size']}" in exported["hovertext"][0]
+    assert "FLOPs" in exported["hovertext"][0] and "params" in exported["hovertext"][0]
+    assert exported["x"][0] == pytest.approx(first["latency_ms"]) and exported["y"][0] == pytest.approx(first["accuracy"] * 100)
+    assert next(t for t in traces if t["uid"] == "staircase")["mode"] == "lines"
 
     traces, _ = figure_of(out / "accuracy_flops.html")
-    assert next(t for t in traces if t["name"] == "Pareto front")["x"] == pytest.approx((_tradeoff_data(frame, x="flops")["front"]["flops"] / 1e6).tolist())
+    stair = next(t for t in traces if t["uid"] == "staircase")
+    assert stair["x"] == pytest.approx((_tradeoff_data(frame, x="flops")["staircase"]["flops"] / 1e6).tolist())
 
     traces, _ = figure_of(out / "objectives_3d.html")
-    assert [t["type"] for t in traces] == ["scatter3d"] * 3 and [t["name"] for t in traces] == ["trials", "Pareto front", "baselines"]
+    assert [t["type"] for t in traces] == ["scatter3d"] * 3 and [t["uid"] for t in traces] == ["trials", "baselines", "exported"]
 
     traces, layout = figure_of(out / "hypervolume.html")
-    assert traces[0]["name"] == "hypervolume" and len(traces[0]["x"]) == 12
-    assert "reference point 1.1" in layout["title"]["text"]
+    assert traces[0]["name"] == "hypervolume" and len(traces[0]["x"]) == 12 and max(traces[0]["y"]) <= 1
+    assert "reference point 1.1" in layout["title"]["text"] and "1 = 1.1^3" in layout["title"]["text"]
 
     traces, _ = figure_of(out / "parallel_coordinates.html")
     labels = [d["label"] for d in traces[0]["dimensions"]]
     assert traces[0]["type"] == "parcoords" and labels[-1] == "accuracy (%)" and "s6.depth" in labels
+    ratio = next(d for d in traces[0]["dimensions"] if d["label"] == "ratio")
+    assert ratio["tickvals"] == sorted(set(ratio["values"]))  # integer ticks only
 
     traces, _ = figure_of(out / "param_importances.html")
     assert traces[0]["type"] == "bar" and set(traces[0]["y"]) == set(_importance_data(frame)[0])
@@ -118,3 +146,11 @@ def test_write_plots_of_a_tiny_study_notes_what_is_missing(hand_study, tmp_path)
 def test_tradeoff_rejects_a_bad_axis(hand_study):
     with pytest.raises(ValueError, match="x must be one of"):
         plot_tradeoff(load_trials(hand_study), x="accuracy")
+
+
+def test_index_states_figures_in_units(hand_study, tmp_path):
+    text = write_plots(hand_study, tmp_path).read_text()
+    assert "limits: flops 250 M, latency_ms 25 ms." in text and "e+" not in text
+    assert "Exported front (4 of accuracy (max), latency_ms (min)): trial 3: 90 %, 20 ms; trial 0 (ghostnet-1.0x): 80 %, 10 ms;" in text
+    # Hypervolume 0.82 (test_pareto checks it by hand) of at most 1.1^2 = 1.21.
+    assert f"Hypervolume {0.82 / 1.21:.1%} of the reference box" in text and "latency_ms 25 ms; reference point 1.1" in text
