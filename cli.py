@@ -309,6 +309,8 @@ def _write_outputs(storage: str, study_name: str, out_dir: Path) -> list[Path]:
 
     study = _open_study(storage, study_name)
     frame = load_trials(study)
+    if frame.attrs["signal"]:
+        log.warning("%s", frame.attrs["signal"])
     front = pareto_front(frame)
     paths = [export(front, fmt=fmt, path=out_dir / name) for fmt, name in (("csv", "pareto.csv"), ("md", "pareto.md"), ("json", "best.json"), ("py", "best.py"))]
     paths.append(write_plots(frame, out_dir / "plots"))

@@ -26,6 +26,7 @@ from results._plots import (
     plot_tradeoff,
     write_plots,
 )
+from results._signal import signal_note
 
 __all__ = [
     "ACCURACY_RUNS_KEY",
@@ -54,5 +55,6 @@ __all__ = [
     "plot_tradeoff",
     "read_exported",
     "render",
+    "signal_note",
     "write_plots",
 ]

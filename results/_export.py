@@ -93,6 +93,7 @@ def _markdown(front: pd.DataFrame) -> str:
         f"{len(front)} feasible trial(s) on the front of {described or 'the study objectives'}; "
         f"limits: {', '.join(f'{k} {v:g}' for k, v in limits.items()) or 'none'}. {_runs_note(front)}",
         "",
+        *([f"> **Warning**: {front.attrs['signal']}.", ""] if front.attrs.get("signal") else []),
         "| trial | accuracy % | runs | latency ms | FLOPs M | params M | width | ratio | dw_size | depth | baseline | config |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]

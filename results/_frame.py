@@ -16,6 +16,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from results._format import ACCURACY_RUNS_KEY, FORMAT_VERSION, OBJECTIVES, STAGE_SECONDS, StudyAttr, TrialAttr, is_feasible
+from results._signal import signal_note
 
 __all__ = ["ResultsError", "load_trials", "open_study"]
 
@@ -50,8 +51,10 @@ def load_trials(study: optuna.Study, *, trials: list[FrozenTrial] | None = None)
 
     Text columns follow pandas: a missing ``baseline`` or reason reads as NaN (``pd.isna``).
 
-    ``df.attrs`` holds the study's ``study_name``, ``objectives``, ``limits`` and
-    the parameter ``distributions`` (Optuna JSON), so later steps need nothing but the frame.
+    ``df.attrs`` holds the study's ``study_name``, ``objectives``, ``limits``, ``proxy`` record,
+    the parameter ``distributions`` (Optuna JSON) and ``signal``: ``signal_note``'s warning that
+    the accuracies are indistinguishable from chance, or None; so later steps need nothing but
+    the frame (a front keeps the note of the whole study).
     ``trials`` are the study's trials when the caller has just read them (the search's progress bar).
     """
     attrs = study.user_attrs
@@ -79,8 +82,10 @@ def load_trials(study: optuna.Study, *, trials: list[FrozenTrial] | None = None)
         "study_name": study.study_name,
         "objectives": objectives,
         "limits": dict(attrs.get(StudyAttr.LIMITS) or {}),
+        "proxy": dict(attrs.get(StudyAttr.PROXY) or {}),
         "distributions": _distributions(trials),
     }
+    frame.attrs["signal"] = signal_note(frame)
     return frame
 
 

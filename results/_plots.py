@@ -396,6 +396,7 @@ def _index(frame: pd.DataFrame) -> str:
         f"Exported front ({len(front)} of {', '.join(f'{o} ({OBJECTIVES[o][:3]})' for o in objectives)}): {members or 'empty'}.",
         f"Hypervolume {share:.1%} of the reference box (objectives scaled to 0..1 by "
         f"{', '.join(f'{k} {_quantity(k, v)}' for k, v in bounds.items())}; reference point {REFERENCE_POINT} per axis).",
+        *([f"Warning: {frame.attrs['signal']}."] if frame.attrs.get("signal") else []),
     ]
     links = "\n".join(f'  <li><a href="{f}">{html.escape(t)}</a></li>' for f, t, _ in _PAGES)
     paragraphs = "\n".join(f"<p>{html.escape(line)}</p>" for line in summary)
