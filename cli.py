@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="run or resume a search")
     search.add_argument("--config", type=Path, help="YAML/JSON file holding any of these flags (flags override it)")
     search.add_argument("--space", type=Path, help="search space YAML (default: spaces/ghostnet.yaml)")
-    search.add_argument("--trials", type=int, help="finished trials the study should have (default 16)")
+    search.add_argument("--trials", type=int, help="models the study should have trained, samples a limit rejects not counted (default 16)")
     search.add_argument("--timeout", type=float, help="stop after the trial running when S seconds have passed")
     search.add_argument("--objectives", help="comma-separated: accuracy, latency_ms, flops, params")
     search.add_argument("--sampler", help="tpe (default), nsga2, nsga3, gp, random")
@@ -238,7 +238,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         values["progress"] = False
     settings = _settings(SearchSettings, **values)
     summary = run_search(settings)
-    log.info("%d trials finished, %d failed, in %.0f s", summary.finished, summary.failed, summary.seconds)
+    log.info("%d models trained, %d samples rejected by a limit, %d failed, in %.0f s", summary.finished, summary.rejected, summary.failed, summary.seconds)
     if "accuracy" in settings.objectives:
         where = f" --storage {mask_url(settings.storage_url)}" if settings.storage or settings.out else ""
         log.info("accuracies are single proxy runs: `ghostnas confirm --study %s%s` retrains the front with more seeds", settings.study, where)

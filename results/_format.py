@@ -81,6 +81,7 @@ class TrialAttr:
     FAILED = "failed"
     STOPPED = "stopped"
     SURPLUS = "surplus"
+    DUPLICATE_OF = "duplicate_of"  # a config the study already held: recorded FAIL, never run
     EPOCH_ACCURACY = "epoch_accuracy"
     REASONS = (FAILED, REJECTED, STOPPED)  # why a trial did not count; a retry clears its parent's
 

@@ -1,10 +1,16 @@
 """The search loop: sample a config, score it cheapest-first, record everything in the study.
 
 One worker runs trials one at a time through ``Study.optimize(n_trials=1)`` (so Optuna's
-heartbeat and failure bookkeeping apply to each), re-checking before every trial how many are
-finished, so that ``--trials`` is a target for the whole study: a resumed or parallel search
-tops up to it instead of adding to it. Workers on one machine take a file lock around that
+heartbeat and failure bookkeeping apply to each), re-checking before every trial how many
+models are trained, so that ``--trials`` is a target for the whole study: a resumed or parallel
+search tops up to it instead of adding to it. Workers on one machine take a file lock around that
 check and the sampling of the next trial, so together they never overshoot the target.
+
+``--trials`` counts trained models: finished trials that passed every limit. A sample a limit
+rejects is recorded (with its reason and constraints, for the sampler) but does not count, nor
+does a sample whose config the study already holds (recorded FAIL as ``duplicate_of`` the
+earlier trial, never evaluated again); past ``NOT_TRAINED_PER_TRIAL`` of those per model asked
+for, the search stops and says why.
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ import math
 import multiprocessing
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from filelock import FileLock
 from optuna.trial import Trial, TrialState
@@ -32,7 +40,7 @@ from search._early_stop import EarlyStopping, Peer
 from search._latency import bind_latency, latency_source
 from search._objectives import SearchError, human
 from search._optuna import enqueued_params
-from search._progress import Progress
+from search._progress import Progress, trained
 from search._proxy import ProxyContext, check_record
 from search._record import TrialFailed, fail, failure_reason, record_evaluation
 from search._samplers import make_sampler
@@ -49,13 +57,17 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Consecutive failed trials after which a worker gives up: something is wrong with every trial
 # (the data, the device), not with one sampled architecture.
 MAX_CONSECUTIVE_FAILURES = 5
+# Samples not trained (rejected by a limit, or a config the study already holds) per model asked
+# for, past which a search stops: the limits (or an exhausted space) leave nearly nothing to train.
+NOT_TRAINED_PER_TRIAL = 20
 
 
 @dataclass(frozen=True)
 class SearchSummary:
     study_name: str
     storage: str
-    finished: int
+    finished: int  # trained models (what --trials counts)
+    rejected: int  # samples a limit rejected, never trained
     failed: int
     interrupted: bool
     timed_out: bool
@@ -79,6 +91,9 @@ def create_or_load_study(
     study = optuna.create_study(
         storage=storage, study_name=settings.study, directions=directions, sampler=sampler, load_if_exists=True
     )
+    resumed = len(study.get_trials(deepcopy=False))
+    if resumed:  # a sampler seeded as before would replay the study's first suggestions
+        study.sampler = make_sampler(settings.sampler, seed=resumed_seed(settings.seed + seed_offset, resumed), trials=settings.trials)
     attrs = study.user_attrs
     if StudyAttr.OBJECTIVES not in attrs:
         study.set_user_attr(StudyAttr.VERSION, FORMAT_VERSION)
@@ -104,6 +119,34 @@ def create_or_load_study(
     if proxy is not None:
         check_record(settings.study, attrs.get(StudyAttr.PROXY), proxy)
     return study
+
+
+def resumed_seed(seed: int, trials: int) -> int:
+    """The sampler seed of a command resuming a study that holds ``trials`` trials: fixed by the
+    seed and the study's state, and different from the seed of every earlier command on it."""
+    return int(np.random.SeedSequence([seed, trials]).generate_state(1)[0])
+
+
+def _not_trained_stop(trials: list[optuna.trial.FrozenTrial], target: int) -> str | None:
+    """Why the search must stop because nearly every sample goes untrained, or None."""
+    # A reason names its limit first ("flops 3.2M > max 3M"); duplicates are FAIL, unrun.
+    reasons = [str(t.user_attrs[TrialAttr.REJECTED]) for t in trials if t.state in FINISHED and t.user_attrs.get(TrialAttr.REJECTED)]
+    rejected = Counter(reason.split(" ")[0] for reason in reasons)
+    duplicates = sum(t.user_attrs.get(TrialAttr.DUPLICATE_OF) is not None for t in trials)
+    if len(reasons) + duplicates < NOT_TRAINED_PER_TRIAL * target:
+        return None
+    done = f"{sum(trained(t) for t in trials)} of {target} models trained"
+    if duplicates > len(reasons):
+        return (
+            f"the sampler keeps proposing configs the study already holds ({duplicates} duplicates, {done}): "
+            "the search space is nearly exhausted; widen it (--space)"
+        )
+    name, count = rejected.most_common(1)[0]
+    flag = {"flops": "--max-flops", "params": "--max-params", "latency_ms": "--max-latency-ms"}.get(name, name)
+    return (
+        f"the limits reject nearly every sample ({len(reasons)} rejected, {done}); {name} rejected most "
+        f"({count}): loosen {flag} or narrow the search space"
+    )
 
 
 def _space_dict(space: SearchSpace) -> dict[str, Any]:
@@ -189,7 +232,7 @@ class _Worker:
         workers' loop runs another trial.)
         """
         trials = self.study.get_trials(deepcopy=False)
-        ahead = sum(t.number < trial.number and t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING) for t in trials)
+        ahead = sum(t.number < trial.number and (trained(t) or t.state in (TrialState.RUNNING, TrialState.WAITING)) for t in trials)
         if ahead < target:
             return
         trial.set_user_attr(TrialAttr.WORKER, worker_identity())
@@ -216,6 +259,7 @@ class _Worker:
             fail(trial, f"cannot build: {exc}")
         trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
         trial.set_user_attr(TrialAttr.CONFIG_ID, config.id)
+        self._check_duplicate(trial, config.id)
 
         epoch_accuracy: list[float] = []
         stopped: list[str] = []
@@ -259,6 +303,17 @@ class _Worker:
             fail(trial, f"non-finite score {dict(zip(settings.objectives, values))}")
         return values
 
+    def _check_duplicate(self, trial: Trial, config_id: str) -> None:
+        """Fail ``trial`` unrun if the study already holds its config (finished, or running in
+        another worker): a resumed or parallel sampler can propose a config again, and `search`
+        never evaluates one twice (only `confirm` retrains)."""
+        for earlier in self.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)):
+            if earlier.number != trial.number and earlier.user_attrs.get(TrialAttr.CONFIG_ID) == config_id:
+                trial.set_user_attr(TrialAttr.DUPLICATE_OF, earlier.number)
+                trial.set_user_attr(TrialAttr.FAILED, f"not run: duplicate of trial {earlier.number} (config {config_id})")
+                log.info("trial %d not run: its config is trial %d's", trial.number, earlier.number)
+                raise TrialFailed("duplicate")
+
     def _limit_reason(self, scores: dict[str, float]) -> str | None:
         limits = self.settings.limits
         for name, limit in (("flops", limits.max_flops), ("params", limits.max_params), ("latency_ms", limits.max_latency_ms)):
@@ -276,7 +331,9 @@ class _Worker:
         ]
 
     def work(self, *, target: int, deadline: float | None, lock: FileLock, progress: Progress | None = None) -> bool:
-        """Run trials until the study has ``target`` finished ones; False if stopped by the deadline."""
+        """Run trials until the study has ``target`` trained models; False if stopped by the deadline.
+
+        Raises SearchError when nearly every sample goes untrained (``NOT_TRAINED_PER_TRIAL``)."""
         failures = 0
         while True:
             self.stop.check()
@@ -285,12 +342,15 @@ class _Worker:
                 fail_dead_local_trials(self.study)
                 fail_stale_trials(self.study)
                 trials = self.study.get_trials(deepcopy=False)
-                finished = sum(t.state in FINISHED for t in trials)
+                finished = sum(trained(t) for t in trials)
                 running = sum(t.state == TrialState.RUNNING for t in trials)
                 if progress:
                     progress.update(trials, self.study)
                 if finished >= target:
                     return True
+                reason = _not_trained_stop(trials, target)
+                if reason:
+                    raise SearchError(reason)
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
                 if finished + running >= target:  # the last ones run elsewhere: wait, they may fail
@@ -305,7 +365,8 @@ class _Worker:
                 lock.release()
             last = self.study.get_trials(deepcopy=False)[before:]
             mine = [t for t in last if (t.user_attrs.get(TrialAttr.WORKER) or {}).get("pid") == worker_identity()["pid"]]
-            if mine and mine[-1].state == TrialState.FAIL and not mine[-1].user_attrs.get(TrialAttr.SURPLUS):
+            skipped = mine and (mine[-1].user_attrs.get(TrialAttr.SURPLUS) or mine[-1].user_attrs.get(TrialAttr.DUPLICATE_OF) is not None)
+            if mine and mine[-1].state == TrialState.FAIL and not skipped:
                 failures += 1
                 if failures >= MAX_CONSECUTIVE_FAILURES:
                     raise SearchError(f"{failures} trials in a row failed; the last: {mine[-1].user_attrs.get(TrialAttr.FAILED)}")
@@ -343,7 +404,10 @@ def _worker_main(settings: SearchSettings, index: int, target: int, deadline_in:
     deadline = time.monotonic() + deadline_in if deadline_in is not None else None
     with stop.catching(signal.SIGTERM), contextlib.suppress(KeyboardInterrupt):
         worker = _Worker(settings, index=index, stop=stop)
-        worker.work(target=target, deadline=deadline, lock=_ask_lock(settings.out_dir))
+        try:
+            worker.work(target=target, deadline=deadline, lock=_ask_lock(settings.out_dir))
+        except SearchError as exc:  # the parent sees the same study and says why, once
+            log.info("worker stopped: %s", exc)
 
 
 def _configure_worker_logging() -> None:
@@ -352,7 +416,7 @@ def _configure_worker_logging() -> None:
 
 
 def run_search(settings: SearchSettings) -> SearchSummary:
-    """Run (or resume) the study in ``settings`` until it has ``settings.trials`` finished trials."""
+    """Run (or resume) the study in ``settings`` until it has ``settings.trials`` trained models."""
     start = time.monotonic()
     try:
         settings.out_dir.mkdir(parents=True, exist_ok=True)
@@ -388,7 +452,8 @@ def run_search(settings: SearchSettings) -> SearchSummary:
     return SearchSummary(
         study_name=settings.study,
         storage=settings.storage_url,
-        finished=sum(t.state in FINISHED for t in trials),
+        finished=sum(trained(t) for t in trials),
+        rejected=sum(t.state in FINISHED and bool(t.user_attrs.get(TrialAttr.REJECTED)) for t in trials),
         failed=sum(t.state == TrialState.FAIL for t in trials),
         interrupted=interrupted,
         timed_out=not completed and not interrupted,
@@ -424,5 +489,8 @@ def _run_workers(settings: SearchSettings, worker: _Worker, deadline: float | No
         if stuck:
             fail_dead_local_trials(worker.study)
         raise
-    finished = sum(t.state in FINISHED for t in worker.study.get_trials(deepcopy=False))
-    return finished >= settings.trials
+    trials = worker.study.get_trials(deepcopy=False)
+    reason = _not_trained_stop(trials, settings.trials)
+    if reason and sum(trained(t) for t in trials) < settings.trials:
+        raise SearchError(reason)
+    return sum(trained(t) for t in trials) >= settings.trials

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -10,7 +11,8 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from search import SearchError, SearchSettings, create_or_load_study, run_search
+import search._search
+from search import SearchError, SearchSettings, create_or_load_study, open_storage, run_search
 from search._optuna import enqueued_params
 from search._search import _Worker, enqueue_baselines
 from spaces import load_space, reference
@@ -86,10 +88,16 @@ def test_a_command_joining_with_another_seed_measures_on_the_studys_split(tiny_s
     assert alone.proxy.train_settings.seed == 7 and not torch.equal(alone.proxy.data[0].images, first.proxy.data[0].images)
 
 
-def test_limits_reject_before_timing_or_training(tiny_space, tmp_path):
+def test_limits_reject_before_timing_or_training(tiny_space, tmp_path, monkeypatch):
+    # Every sample breaks 0.5M FLOPs: none is trained, so --trials 2 is never met; the search stops
+    # after NOT_TRAINED_PER_TRIAL (here 2) rejected samples per model asked for.
+    monkeypatch.setattr(search._search, "NOT_TRAINED_PER_TRIAL", 2)
     s = settings(tiny_space, tmp_path, trials=2, max_flops="0.5M", max_params="10M")
-    run_search(s)
+    with pytest.raises(SearchError, match=r"^the limits reject nearly every sample \(4 rejected, 0 of 2 models trained\); "
+                       r"flops rejected most \(4\): loosen --max-flops"):
+        run_search(s)
     study = optuna.load_study(study_name="t", storage=s.storage_url)
+    assert len(study.get_trials()) == 4
     for t in study.get_trials():
         assert t.state == TrialState.COMPLETE
         assert t.user_attrs["rejected"].startswith("flops ") and "> max 500.0K" in t.user_attrs["rejected"]
@@ -100,9 +108,11 @@ def test_limits_reject_before_timing_or_training(tiny_space, tmp_path):
     assert study.best_trials == []  # no feasible trial, so no front
 
 
-def test_latency_limit_rejects_before_training(tiny_space, tmp_path):
+def test_latency_limit_rejects_before_training(tiny_space, tmp_path, monkeypatch):
+    monkeypatch.setattr(search._search, "NOT_TRAINED_PER_TRIAL", 1)
     s = settings(tiny_space, tmp_path, trials=1, max_latency_ms=1e-6)
-    run_search(s)
+    with pytest.raises(SearchError, match="latency_ms rejected most"):
+        run_search(s)
     (t,) = optuna.load_study(study_name="t", storage=s.storage_url).get_trials()
     assert t.user_attrs["rejected"].startswith("latency_ms") and "latency" in t.user_attrs
     assert "training" not in t.user_attrs and t.constraints["latency_ms"] > 0
@@ -168,3 +178,64 @@ def test_early_stopping_prunes_and_records_why(tiny_space, tmp_path):
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert all(len(t.user_attrs["epoch_accuracy"]) == 4 for t in complete)
     assert not math.isnan(sum(t.values[0] for t in complete))
+
+
+def median_flops(space_path, n=15) -> float:
+    """The median FLOPs of ``n`` random configs of the space: a limit about half the samples break."""
+    import random
+    import statistics
+
+    from evaluators.flops import count_cost
+    from spaces import random_suggest
+
+    space = load_space(space_path)
+    draw = random_suggest(random.Random(0))
+    configs = [space.to_config(space.sample(draw), preset="cifar", input_size=16, num_classes=10) for _ in range(n)]
+    return statistics.median(count_cost(c).flops for c in configs)
+
+
+def test_trials_counts_trained_models_not_rejected_samples(tiny_space, tmp_path, capsys):
+    limit = median_flops(tiny_space)
+    s = settings(tiny_space, tmp_path, trials=3, sampler="random", objectives=("accuracy", "flops"), max_flops=limit, progress=True)
+    summary = run_search(s)
+    study = optuna.load_study(study_name="t", storage=s.storage_url)
+    trials = study.get_trials()
+    rejected = [t for t in trials if t.user_attrs.get("rejected")]
+    trained = [t for t in trials if t.state == TrialState.COMPLETE and not t.user_attrs.get("rejected")]
+    assert len(trained) == summary.finished == 3 and len(rejected) == summary.rejected >= 1
+    assert len(trials) == len(trained) + len(rejected)
+    assert all(t.user_attrs["scores"]["flops"] > limit and t.constraints["flops"] > 0 and "training" not in t.user_attrs for t in rejected)
+    assert all(t.user_attrs["scores"]["flops"] <= limit and "training" in t.user_attrs for t in trained)
+    bar = capsys.readouterr().err
+    assert "trained: 100%" in bar and "3/3" in bar and f"rejected={len(rejected)}" in bar
+    # Resumed with a larger target, it trains exactly one more model, whatever it rejects on the way.
+    again = run_search(dataclasses.replace(s, trials=4, progress=False))
+    assert again.finished == 4 and sum(t.state == TrialState.COMPLETE and not t.user_attrs.get("rejected") for t in study.get_trials()) == 4
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_resumed_search_never_evaluates_a_config_twice(tiny_space, tmp_path, kind):
+    storage = None if kind == "sqlite" else str(tmp_path / "run" / "journal.log")
+    for target in (2, 3, 4):  # search, then resume twice with a larger --trials
+        s = settings(tiny_space, tmp_path, trials=target, objectives=("accuracy", "flops"), storage=storage)
+        assert run_search(s).finished == target
+    trials = optuna.load_study(study_name="t", storage=open_storage(s.storage_url)).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4  # no duplicate was even proposed
+    ids = [t.user_attrs["config_id"] for t in trials]
+    assert len(set(ids)) == 4, ids
+
+
+def test_a_config_the_study_holds_is_recorded_as_a_duplicate_not_trained(tiny_space, tmp_path):
+    s = settings(tiny_space, tmp_path, trials=2, objectives=("accuracy", "flops"))
+    run_search(s)
+    study = optuna.load_study(study_name="t", storage=s.storage_url)
+    first = study.get_trials()[0]
+    study.enqueue_trial(first.params)  # what a replaying sampler would propose
+    summary = run_search(dataclasses.replace(s, trials=3))
+    trials = study.get_trials()
+    duplicate = trials[2]
+    assert duplicate.state == TrialState.FAIL and duplicate.user_attrs["duplicate_of"] == 0
+    assert duplicate.user_attrs["failed"] == f"not run: duplicate of trial 0 (config {first.user_attrs['config_id']})"
+    assert "scores" not in duplicate.user_attrs and "training" not in duplicate.user_attrs  # never evaluated
+    assert summary.finished == 3 and trials[3].state == TrialState.COMPLETE and len(trials) == 4
+    assert len({t.user_attrs["config_id"] for t in trials if t.state == TrialState.COMPLETE}) == 3
