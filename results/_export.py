@@ -91,7 +91,7 @@ def _markdown(front: pd.DataFrame) -> str:
         f"# Pareto front of study `{name}`",
         "",
         f"{len(front)} feasible trial(s) on the front of {described or 'the study objectives'}; "
-        f"limits: {', '.join(f'{k} {v:g}' for k, v in limits.items()) or 'none'}. {_runs_note(front)}",
+        f"limits: {', '.join(_limit(k, v) for k, v in limits.items()) or 'none'}. {_runs_note(front)}",
         "",
         *([f"> **Warning**: {front.attrs['signal']}.", ""] if front.attrs.get("signal") else []),
         "| trial | accuracy % | runs | latency ms | FLOPs M | params M | width | ratio | dw_size | depth | baseline | config |",
@@ -111,6 +111,11 @@ def _markdown(front: pd.DataFrame) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _limit(name: str, value: float) -> str:
+    """``max_flops 1e+07`` as people read it: ``max_flops 10 M``, ``max_latency_ms 8 ms``."""
+    return f"{name} {value:g} ms" if name == "max_latency_ms" else f"{name} {value / 1e6:g} M"
 
 
 def _runs_note(front: pd.DataFrame) -> str:

@@ -271,7 +271,7 @@ def plot_objectives_3d(frame: pd.DataFrame) -> go.Figure:
     fig.update_layout(
         title="Objectives of feasible trials",
         scene=dict(xaxis_title=_LABELS[a], yaxis_title=_LABELS[b], zaxis_title=_LABELS[c],
-                   camera=dict(eye=dict(x=1.9, y=1.9, z=1.3))),
+                   camera=dict(eye=dict(x=1.6, y=1.6, z=1.1))),
         margin=dict(l=10, r=10, b=10, t=60),
     )  # fmt: skip
     return fig

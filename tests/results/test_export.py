@@ -160,3 +160,8 @@ def test_export_is_atomic(front, tmp_path, monkeypatch):
         export(front.iloc[:1], fmt="json", path=path)
     assert path.read_text() == before and os.listdir(tmp_path / "out") == ["best.json"]
     assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+
+
+def test_md_states_limits_in_units(hand_study):
+    text = render(pareto_front(load_trials(hand_study)), fmt="md")
+    assert "limits: max_flops 250 M, max_latency_ms 25 ms." in text and "e+" not in text
