@@ -31,7 +31,7 @@ class Progress:
         self.objectives = objectives
         self.limits = limits
         # Elapsed and remaining time come from tqdm's own rate estimate over finished trials.
-        self.bar = tqdm(total=total, desc="trained", unit="model", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+        self.bar = tqdm(total=total, desc="search (trained)", unit="model", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
 
     def update(self, trials: list[FrozenTrial], study: optuna.Study) -> None:
         if self.bar.disable:  # nothing shows it: skip reading the study

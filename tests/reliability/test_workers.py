@@ -72,7 +72,9 @@ def test_two_workers_asking_for_the_last_trial_never_overshoot(tiny_space, tmp_p
     lock = FileLock(tmp_path / "lock")
     assert worker.work(target=1, deadline=None, lock=lock)  # trial 0: COMPLETE
     other = worker.study.ask()  # trial 1: another machine took the last trial, still running
-    worker.study.enqueue_trial(worker.study.trials[0].params, user_attrs={"baseline": "ghostnet-x"})
+    queued = dict(worker.study.trials[0].params)
+    queued["width"] = 0.5 if queued["width"] == 0.35 else 0.35  # another config: trial 0's would be a duplicate, never run
+    worker.study.enqueue_trial(queued, user_attrs={"baseline": "ghostnet-x"})
 
     def ask_and_run() -> None:  # what a worker does once it has seen 1 finished + 0 running
         worker.study.optimize(partial(worker.objective, lock=lock, target=2), n_trials=1, catch=(TrialFailed,))

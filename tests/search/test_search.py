@@ -207,7 +207,7 @@ def test_trials_counts_trained_models_not_rejected_samples(tiny_space, tmp_path,
     assert all(t.user_attrs["scores"]["flops"] > limit and t.constraints["flops"] > 0 and "training" not in t.user_attrs for t in rejected)
     assert all(t.user_attrs["scores"]["flops"] <= limit and "training" in t.user_attrs for t in trained)
     bar = capsys.readouterr().err
-    assert "trained: 100%" in bar and "3/3" in bar and f"rejected={len(rejected)}" in bar
+    assert "search (trained): 100%" in bar and "3/3" in bar and f"rejected={len(rejected)}" in bar
     # Resumed with a larger target, it trains exactly one more model, whatever it rejects on the way.
     again = run_search(dataclasses.replace(s, trials=4, progress=False))
     assert again.finished == 4 and sum(t.state == TrialState.COMPLETE and not t.user_attrs.get("rejected") for t in study.get_trials()) == 4
