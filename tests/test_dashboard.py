@@ -4,7 +4,9 @@ its HTTP API, for the SQLite default and for a journal file."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -17,8 +19,6 @@ import optuna
 import pytest
 
 from search import SearchSettings, open_storage, run_search
-
-pytest.importorskip("optuna_dashboard", reason="the dashboard extra is not installed: pip install -e '.[dashboard]'")
 
 
 def free_port() -> int:
@@ -34,7 +34,13 @@ def get(url: str):
 
 @pytest.fixture
 def dashboard():
-    """Start ``optuna-dashboard STORAGE`` (the venv's script) and return its base URL when it answers."""
+    """Start ``optuna-dashboard STORAGE`` (the venv's script) and return its base URL when it answers.
+    Skipped without the ``dashboard`` extra, failed under ``CI=true`` (``dev`` includes it)."""
+    if importlib.util.find_spec("optuna_dashboard") is None:
+        reason = "optuna-dashboard is not installed: pip install -e '.[dashboard]'"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{reason}; CI=true and the dev extra includes it")
+        pytest.skip(reason)
     procs = []
 
     def start(storage: str, log: Path) -> str:
