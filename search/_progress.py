@@ -40,7 +40,8 @@ class Progress:
         finished = sum(trained(t) for t in trials)
         rejected = int((frame["state"].isin(("COMPLETE", "PRUNED")) & frame["rejected"].notna()).sum())
         feasible = frame[frame["feasible"]]
-        postfix = {"rejected": rejected, "feasible": len(feasible), "front": len(pareto_front(frame)) if len(feasible) else 0}
+        postfix = {"rejected": rejected} if self.limits.any else {}  # nothing to reject without limits
+        postfix |= {"feasible": len(feasible), "front": len(pareto_front(frame)) if len(feasible) else 0}
         if "accuracy" in self.objectives and len(feasible):
             postfix["best_acc"] = f"{feasible['accuracy_search'].fillna(0.0).max():.3f}"
         failed = [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get(TrialAttr.SURPLUS)]

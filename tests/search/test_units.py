@@ -143,5 +143,5 @@ def test_the_progress_bar_counts_the_front_that_results_reads(tmp_path):
     progress.update(study.get_trials(deepcopy=False), study)
     progress.close()
     assert sorted(pareto_front(load_trials(study))["number"]) == [1, 2]
-    assert progress.bar.postfix == "feasible=4, front=2, best_acc=0.900"
+    assert progress.bar.postfix == "rejected=0, feasible=4, front=2, best_acc=0.900"  # trial 4 broke a limit but has no reason recorded
     assert progress.bar.n == 5
