@@ -1,0 +1,244 @@
+"""Proxy ranking: how well each cheap accuracy estimator ranks models against the ground truth.
+
+The ground truth is ``docs/bench/ground_truth.jsonl`` (``bench/ground_truth.py``: the same model
+set, the long recipe, validated on 10,000 held-out images). The estimators, for the same models:
+
+* short proxy training at several budgets (``--budgets IMAGESxEPOCHS[@PX]``; equal cost =
+  equal images x epochs x pixels), on images of the 40,000-image pool only (never the held-out
+  ones), validated on ``--proxy-val`` fixed pool images that no budget trains on;
+* FLOPs only and params only (more = predicted more accurate);
+* each zero-cost score of ``evaluators.zero_cost`` (``--batches`` batches of ``--batch-size``);
+* combinations, out of sample only: the rank average of each zero-cost score with FLOPs (nothing
+  fitted), and a ridge regression on the z-scored cheap features (log FLOPs, log params, every
+  zero-cost score; "+ proxy" adds the cheapest budget), fitted leave-one-out: each model's
+  prediction comes from a fit on the other models.
+
+Reported: Kendall tau and Spearman rho against the ground truth (the mean over its seeds), each
+with a 90 % bootstrap interval over models (2,000 resamples of the models with replacement; for
+the leave-one-out combinations the predictions are resampled, not refitted), and the median
+cost per model in seconds. With few models the intervals are wide, and the table says how many.
+
+The proxy measurements go to ``--results`` (``docs/bench/proxy_ranking.jsonl``, one line per
+model, written as each measurement finishes, like the ground truth). ``--resume`` continues a
+file: measurements already there (same budget, seed, proxy split; same zero-cost settings) are
+skipped. Zero-cost scores are taken for every model of the set; training budgets only for models
+that already have a ground-truth run (``--all-models`` for all). ``--report`` trains nothing.
+
+    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python bench/proxy_ranking.py --resume > /tmp/ranking.md
+    .venv/bin/python bench/proxy_ranking.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ground_truth as gt  # noqa: E402
+
+from evaluators.data import ImageSet, load_dataset  # noqa: E402
+from evaluators.flops import count_cost  # noqa: E402
+from evaluators.latency import cpu_model  # noqa: E402
+from evaluators.training import TrainSettings  # noqa: E402
+from evaluators.zero_cost import ZERO_COST_SCORES, zero_cost_scores  # noqa: E402
+from spaces import GhostNetConfig  # noqa: E402
+
+log = logging.getLogger("bench.proxy_ranking")
+
+DEFAULT_RESULTS = gt.ROOT / "docs" / "bench" / "proxy_ranking.jsonl"
+PROXY_SPLIT_SEED = 1  # the pool's order for proxy validation / training images (the ground truth draws with 18)
+
+
+def parse_budget(text: str) -> tuple[int, int, int]:
+    """``"10000x3@16"`` -> (images, epochs, input size); the size defaults to 16."""
+    try:
+        size_part = text.split("@")
+        images, epochs = map(int, size_part[0].lower().split("x"))
+        size = int(size_part[1]) if len(size_part) > 1 else 16
+        assert images > 1 and epochs > 0 and size > 0
+    except (ValueError, AssertionError):
+        raise argparse.ArgumentTypeError(f"budget {text!r}: expected IMAGESxEPOCHS[@PX], e.g. 10000x3@16") from None
+    return images, epochs, size
+
+
+def proxy_data(pool: ImageSet, *, val: int, largest: int) -> tuple[ImageSet, ImageSet]:
+    """(training images in one seeded order, validation): ``val`` pool images validate every
+    budget; a budget of N images trains on the first N of the rest, so budgets nest."""
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(PROXY_SPLIT_SEED))
+    if val + largest > len(pool):
+        raise SystemExit(f"error: {val} validation + {largest} training images exceed the {len(pool)}-image pool")
+    return pool.subset(order[val : val + largest]), pool.subset(order[:val].sort().values)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Every measurement the results file lacks, zero-cost first (all models), then training."""
+    models = gt.model_set(models=args.models, pool=args.pool, seed=args.sample_seed, input_size=16)
+    with_truth = set(gt.read_results(args.ground_truth))
+    data = load_dataset(str(args.data))
+    pool, _held_out = gt.holdout_split(data)  # the held-out images are never touched here
+    train_all, val = proxy_data(pool, val=args.proxy_val, largest=max(b[0] for b in args.budgets))
+    zc = {"batches": args.batches, "batch_size": args.batch_size, "seed": args.seed}
+    work: list[tuple[str, GhostNetConfig, dict[str, Any]]] = [(n, c, {"kind": "zero_cost", **zc}) for n, c in models]
+    for images, epochs, size in args.budgets:
+        work += [(n, c, {"kind": "train", "budget": f"{images}x{epochs}@{size}", "seed": args.seed, "proxy_val": len(val)})
+                 for n, c in models if args.all_models or c.id in with_truth]
+    for name, config, key in work:
+        if args.stop_at and f"{datetime.now(timezone.utc):%H:%M}" >= args.stop_at:
+            log.info("past %s UTC: stopping (rerun with --resume to continue)", args.stop_at)
+            return
+        row = gt.read_results(args.results).get(config.id)
+        if row and any(all(r.get(k) == v for k, v in key.items()) for r in row["runs"]):
+            continue
+        t = time.perf_counter()
+        if key["kind"] == "zero_cost":
+            scores, seconds = zero_cost_scores(config, train_all, batches=args.batches, batch_size=args.batch_size, seed=args.seed)
+            flops_t = time.perf_counter()
+            count_cost(config)
+            run = {**key, "scores": scores, "seconds": {**seconds, "flops": time.perf_counter() - flops_t}}
+        else:
+            images, epochs, size = parse_budget(key["budget"])
+            settings = TrainSettings(epochs=epochs, input_size=size, threads=args.threads, seed=args.seed, progress=False)
+            trained = gt.train_one(config, train_all.subset(torch.arange(images)), val, settings)
+            run = {**key, "accuracy": trained["accuracy"], "seconds": trained["seconds"], "load": trained["load"]}
+        gt.append_run(args.results, name=name, config=config, run=run)
+        log.info("%s %s %s: %.0f s", name, config.id, key.get("budget", "zero-cost"), time.perf_counter() - t)
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+def bootstrap(x: np.ndarray, y: np.ndarray, *, resamples: int = 2000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """Kendall and Spearman of (x, y) with 90 % percentile intervals over resampled models."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, fn in (("kendall", stats.kendalltau), ("spearman", stats.spearmanr)):
+        draws = []
+        for _ in range(resamples):
+            i = rng.integers(0, len(x), len(x))
+            if len(set(x[i])) > 1 and len(set(y[i])) > 1:
+                draws.append(fn(x[i], y[i]).statistic)
+        low, high = np.percentile(draws, [5, 95]) if draws else (np.nan, np.nan)
+        out[name] = (float(fn(x, y).statistic), float(low), float(high))
+    return out
+
+
+def loo_ridge(features: np.ndarray, target: np.ndarray, *, alpha: float = 1.0) -> np.ndarray:
+    """Leave-one-out predictions of a ridge regression (features z-scored on the training fold)."""
+    predictions = np.empty(len(target))
+    for i in range(len(target)):
+        keep = np.arange(len(target)) != i
+        mu, sd = features[keep].mean(0), features[keep].std(0) + 1e-12
+        a = np.c_[np.ones(keep.sum()), (features[keep] - mu) / sd]
+        penalty = alpha * np.eye(a.shape[1])
+        penalty[0, 0] = 0.0  # no shrinkage of the intercept
+        coef = np.linalg.solve(a.T @ a + penalty, a.T @ target[keep])
+        predictions[i] = np.r_[1.0, (features[i] - mu) / sd] @ coef
+    return predictions
+
+
+def estimators(rows: list[dict[str, Any]], budgets: list[str]) -> dict[str, tuple[np.ndarray, float]]:
+    """Name -> (score per model, median seconds per model) for every estimator all rows have."""
+    def zc(row: dict[str, Any]) -> dict[str, Any]:
+        return next(r for r in row["proxy"]["runs"] if r["kind"] == "zero_cost")
+
+    def trained(row: dict[str, Any], budget: str) -> dict[str, Any] | None:
+        return next((r for r in row["proxy"]["runs"] if r.get("budget") == budget and r.get("accuracy") is not None), None)
+
+    out: dict[str, tuple[np.ndarray, float]] = {}
+    for budget in budgets:
+        if all(trained(r, budget) for r in rows):
+            out[f"proxy {budget}"] = (np.array([trained(r, budget)["accuracy"] for r in rows]),
+                                      float(np.median([trained(r, budget)["seconds"] for r in rows])))
+    flops_s = float(np.median([zc(r)["seconds"]["flops"] for r in rows]))
+    out["FLOPs only"] = (np.array([r["flops"] for r in rows], dtype=float), flops_s)
+    out["params only"] = (np.array([r["params"] for r in rows], dtype=float), flops_s)
+    for name in ZERO_COST_SCORES:
+        out[name] = (np.array([zc(r)["scores"][name] for r in rows]), float(np.median([zc(r)["seconds"][name] for r in rows])))
+    flops_rank = stats.rankdata(out["FLOPs only"][0])
+    for name in ZERO_COST_SCORES:
+        out[f"rank mean: {name} + FLOPs"] = ((stats.rankdata(out[name][0]) + flops_rank) / 2, out[name][1] + flops_s)
+    target = np.array([r["target"] for r in rows])
+    # synflow spans tens of orders of magnitude: its log is the feature
+    columns = [np.log(out["FLOPs only"][0]), np.log(out["params only"][0])]
+    columns += [np.log(out[n][0]) if n == "synflow" else out[n][0] for n in ZERO_COST_SCORES]
+    cheap = np.c_[tuple(columns)]
+    if not np.isfinite(cheap).all():  # a singular NASWOT kernel gives -inf: leave that feature out
+        cheap = cheap[:, np.isfinite(cheap).all(axis=0)]
+    zc_cost = sum(out[n][1] for n in ZERO_COST_SCORES) + flops_s
+    if len(rows) >= 4:
+        out["ridge, leave-one-out: FLOPs, params, zero-cost"] = (loo_ridge(cheap, target), zc_cost)
+        first = next((k for k in out if k.startswith("proxy ")), None)
+        if first:
+            out[f"ridge, leave-one-out: the above + {first}"] = (loo_ridge(np.c_[cheap, out[first][0]], target), zc_cost + out[first][1])
+    return out
+
+
+def report(args: argparse.Namespace) -> None:
+    truth = gt.read_results(args.ground_truth)
+    proxies = gt.read_results(args.results)
+    rows = []
+    for key, row in truth.items():
+        accuracy = gt.mean_accuracy(row)
+        if accuracy is not None and key in proxies and any(r["kind"] == "zero_cost" for r in proxies[key]["runs"]):
+            rows.append({**row, "target": accuracy, "proxy": proxies[key]})
+    seeds = sorted({r["seed"] for row in rows for r in row["runs"] if r.get("accuracy") is not None})
+    print(f"# proxy ranking: {len(rows)} model(s) with a ground truth (mean of seeds {seeds}) and proxy measurements; "
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_model()}, torch {torch.__version__}\n")
+    if len(rows) < 3:
+        print("Too few models for a rank correlation.")
+        return
+    target = np.array([r["target"] for r in rows])
+    print(f"Ground truth over these models: mean accuracy {target.mean():.3f}, sd {target.std():.3f}.\n")
+    print("| estimator | Kendall tau [90 % interval] | Spearman rho [90 % interval] | cost per model (median s) |")
+    print("|---|---|---|---|")
+    budgets = [f"{i}x{e}@{s}" for i, e, s in args.budgets]
+    for name, (values, seconds) in estimators(rows, budgets).items():
+        b = bootstrap(values, target)
+        cells = " | ".join(f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in (b["kendall"], b["spearman"]))
+        print(f"| {name} | {cells} | {seconds:.1f} |")
+    print(f"\nBased on {len(rows)} models only: the intervals are wide, and a difference between two rows that "
+          "lies inside both intervals is not evidence that one estimator is better.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=gt.DEFAULT_DATA)
+    parser.add_argument("--ground-truth", type=Path, default=gt.DEFAULT_RESULTS)
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--resume", action="store_true", help="add to an existing --results file, measuring only what it lacks")
+    parser.add_argument("--report", action="store_true", help="print the table and measure nothing")
+    parser.add_argument("--budgets", type=parse_budget, nargs="+", default=[parse_budget(b) for b in ("2400x2", "10000x3", "30000x1")])
+    parser.add_argument("--proxy-val", type=int, default=5000, help="pool images validating every proxy budget")
+    parser.add_argument("--batches", type=int, default=2, help="zero-cost batches")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0, help="proxy training and zero-cost seed")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--all-models", action="store_true", help="train the budgets for models without a ground truth too")
+    parser.add_argument("--stop-at", default=None, metavar="HH:MM", help="start no new measurement after this UTC time")
+    # the model set: as in bench/ground_truth.py (keep these equal to its flags)
+    parser.add_argument("--models", type=int, default=15)
+    parser.add_argument("--pool", type=int, default=150)
+    parser.add_argument("--sample-seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    if not args.report:
+        if gt.read_results(args.results) and not args.resume:
+            parser.error(f"{args.results} already holds measurements: pass --resume to add the missing ones")
+        measure(args)
+    report(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
