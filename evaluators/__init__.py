@@ -1,7 +1,7 @@
 """How a built model is scored: FLOPs and params (fvcore), latency on this device, accuracy after
-a short proxy training run, and the datasets it trains on. Evaluators take a config, never an
-Optuna trial. Latency is calibrated against a reference model, or predicted by a device latency
-model that ``profile`` fits on the target device."""
+a short proxy training run, zero-cost scores of the untrained network, and the datasets it trains
+on. Evaluators take a config, never an Optuna trial. Latency is calibrated against a reference
+model, or predicted by a device latency model that ``profile`` fits on the target device."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from evaluators.latency import LatencyProbe, LatencyResult, LatencySettings, cpu
 from evaluators.latency_model import LatencyModel, LatencyModelError
 from evaluators.profile import ProfileSettings, profile
 from evaluators.training import TrainingFailed, TrainResult, TrainSettings, train_proxy
+from evaluators.zero_cost import ZERO_COST_SCORES, zero_cost_scores
 
 __all__ = [
     "Calibration",
@@ -33,10 +34,12 @@ __all__ = [
     "TrainResult",
     "TrainSettings",
     "TrainingFailed",
+    "ZERO_COST_SCORES",
     "count_cost",
     "cpu_model",
     "count_model",
     "load_dataset",
     "proxy_split",
     "train_proxy",
+    "zero_cost_scores",
 ]
