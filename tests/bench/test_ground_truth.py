@@ -1,0 +1,117 @@
+"""The ground-truth and proxy-ranking benches' own logic, on the embedded digits (the benches'
+CIFAR-10 archive is never needed by a test): the held-out split, the model set, the results file
+and its resume rule, and the statistics of the report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import ground_truth as gt  # noqa: E402
+import proxy_ranking as pr  # noqa: E402
+
+from evaluators.data import ImageSet  # noqa: E402
+from evaluators.flops import count_cost  # noqa: E402
+from spaces import reference  # noqa: E402
+
+
+def test_the_held_out_split_is_fixed_disjoint_stratified_and_of_the_asked_size() -> None:
+    # Each image carries its own index in its pixels, so the two parts can be told apart exactly.
+    n = 600
+    index = torch.arange(n)
+    images = torch.zeros(n, 3, 2, 2, dtype=torch.uint8)
+    images[:, 0, 0, 0], images[:, 0, 0, 1] = (index % 256).to(torch.uint8), (index // 256).to(torch.uint8)
+    data = ImageSet(images, index % 3, ("a", "b", "c"), "indexed")
+
+    def ids(part: ImageSet) -> set[int]:
+        return set((part.images[:, 0, 0, 0].long() + 256 * part.images[:, 0, 0, 1].long()).tolist())
+
+    pool, held = gt.holdout_split(data, holdout=150)
+    assert (len(pool), len(held)) == (450, 150) and held.class_counts() == [50, 50, 50]
+    assert ids(pool).isdisjoint(ids(held)) and ids(pool) | ids(held) == set(range(n))
+    assert ids(gt.holdout_split(data, holdout=150)[1]) == ids(held)
+    assert ids(gt.draw(pool, 100, seed=0)) < ids(pool) and len(gt.draw(pool, 100, seed=0)) == 100
+    train, val = pr.proxy_data(pool, val=50, largest=300)
+    assert ids(train).isdisjoint(ids(val)) and (ids(train) | ids(val)) < ids(pool)
+    assert (len(train), len(val)) == (300, 50)
+
+
+def test_spread_order_is_a_permutation_whose_prefixes_span_the_range() -> None:
+    assert gt.spread_order(5) == [0, 4, 2, 1, 3]
+    for n in (1, 2, 7, 15, 16):
+        assert sorted(gt.spread_order(n)) == list(range(n))
+
+
+def test_the_model_set_is_stratified_by_flops_and_deterministic() -> None:
+    first = gt.model_set(models=4, pool=8, seed=3, input_size=16)
+    second = gt.model_set(models=4, pool=8, seed=3, input_size=16)
+    assert [c.id for _, c in first] == [c.id for _, c in second]
+    names = [n for n, _ in first]
+    assert names[:5] == ["ghostnet-0.35x", "ghostnet-1.3x", "ghostnet-0.75x", "ghostnet-0.5x", "ghostnet-1.0x"]
+    assert sorted(names[5:]) == [f"sample-{i:02d}" for i in range(4)]
+    sampled = sorted((n, count_cost(c).flops) for n, c in first[5:])
+    flops = [f for _, f in sampled]
+    assert flops == sorted(flops) and len(set(flops)) == 4
+
+
+def test_runs_are_appended_to_their_model_line_and_concatenated_files_merge(tmp_path: Path) -> None:
+    path = tmp_path / "gt.jsonl"
+    config = reference("ghostnet-0.35x", preset="cifar", num_classes=10, input_size=16)
+    run = {"seed": 0, "accuracy": 0.5, "epochs": 5, "images": 40000, "seconds": 1.0}
+    gt.append_run(path, name="ghostnet-0.35x", config=config, run=run)
+    gt.append_run(path, name="ghostnet-0.35x", config=config, run={**run, "seed": 1, "accuracy": 0.6})
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1
+    row = json.loads(lines[0])
+    cost = count_cost(config)
+    assert (row["params"], row["flops"], [r["seed"] for r in row["runs"]]) == (cost.params, cost.flops, [0, 1])
+    assert gt.mean_accuracy(row) == pytest.approx(0.55)
+    doubled = tmp_path / "both.jsonl"
+    doubled.write_text(path.read_text() + json.dumps({**row, "runs": [{**run, "seed": 2}]}) + "\n")
+    assert [r["seed"] for r in gt.read_results(doubled)[config.id]["runs"]] == [0, 1, 2]
+
+
+def test_an_existing_results_file_needs_resume(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "gt.jsonl"
+    config = reference("ghostnet-0.35x", preset="cifar", num_classes=10, input_size=16)
+    gt.append_run(path, name="x", config=config, run={"seed": 0, "accuracy": 0.5, "epochs": 1, "images": 1, "seconds": 1.0})
+    before = path.read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        gt.main(["--results", str(path), "--data", str(tmp_path / "absent.tar.gz")])
+    assert exit_info.value.code == 2 and "pass --resume" in capsys.readouterr().err
+    assert path.read_text() == before
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    with pytest.raises(SystemExit, match="bad.jsonl:1 is not a ground-truth row"):
+        gt.read_results(bad)
+
+
+def test_bootstrap_and_leave_one_out_ridge_give_known_answers() -> None:
+    x = np.arange(8.0)
+    perfect = pr.bootstrap(x, 2 * x + 1, resamples=200)
+    assert perfect["kendall"] == pytest.approx((1.0, 1.0, 1.0)) and perfect["spearman"] == pytest.approx((1.0, 1.0, 1.0))
+    reversed_ = pr.bootstrap(x, -x, resamples=200)
+    assert reversed_["kendall"][0] == pytest.approx(-1.0)
+    # an exactly linear target: a nearly unpenalised fit predicts each left-out model exactly
+    features = np.c_[x, x**2]
+    target = 3 * x - 0.5 * x**2 + 2
+    assert np.allclose(pr.loo_ridge(features, target, alpha=1e-9), target, atol=1e-5)
+    # and the left-out model's own value never enters its prediction
+    shifted = target.copy()
+    shifted[3] += 100.0
+    assert pr.loo_ridge(features, shifted, alpha=1e-9)[3] == pytest.approx(target[3], abs=1e-4)
+
+
+def test_budgets_parse_and_bad_ones_are_refused() -> None:
+    assert pr.parse_budget("10000x3") == (10000, 3, 16)
+    assert pr.parse_budget("2400x2@8") == (2400, 2, 8)
+    for bad in ("10000", "x3", "0x1", "10x1@0", "ax2"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected IMAGESxEPOCHS"):
+            pr.parse_budget(bad)
