@@ -31,7 +31,7 @@ that already have a ground-truth run (``--all-models`` for all). ``--report`` tr
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
 import logging
 import sys
 import time
@@ -56,6 +56,7 @@ from spaces import GhostNetConfig  # noqa: E402
 log = logging.getLogger("bench.proxy_ranking")
 
 DEFAULT_RESULTS = gt.ROOT / "docs" / "bench" / "proxy_ranking.jsonl"
+FIDELITY_RESULTS = gt.ROOT / "docs" / "bench" / "proxy_ranking_fidelity.jsonl"
 PROXY_SPLIT_SEED = 1  # the pool's order for proxy validation / training images (the ground truth draws with 18)
 
 
@@ -80,10 +81,24 @@ def proxy_data(pool: ImageSet, *, val: int, largest: int) -> tuple[ImageSet, Ima
     return pool.subset(order[val : val + largest]), pool.subset(order[:val].sort().values)
 
 
-def measure(args: argparse.Namespace) -> None:
+def fidelity_truth(path: Path) -> tuple[list[tuple[str, GhostNetConfig]], dict[str, dict[str, Any]]]:
+    """The 16 models of ``bench/proxy_fidelity.py`` run 3 (``--subset 6000 --val-fraction 0.6``) as a
+    second, weaker target: rows in the ground-truth format whose runs are the two 16-epoch seeds,
+    each row's ``"fidelity_proxy"`` the bench's own 2-epoch proxy (seed 0) on its 2,400 images."""
+    import proxy_fidelity
+
+    rows = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        runs = [{"seed": seed, "accuracy": row["runs"][key]["accuracy"]} for seed, key in ((0, "16"), (1, "16 seed=1")) if key in row["runs"]]
+        rows[row["id"]] = {**row, "runs": runs, "fidelity_proxy": row["runs"].get("2")}
+    configs = proxy_fidelity.spread_configs(count=16, pool=48, seed=0, input_size=16)
+    models = [(f"fidelity-{i:02d}", c) for i, (c, _, _) in enumerate(configs) if c.id in rows]
+    return models, rows
+
+
+def measure(args: argparse.Namespace, models: list[tuple[str, GhostNetConfig]], with_truth: set[str]) -> None:
     """Every measurement the results file lacks, zero-cost first (all models), then training."""
-    models = gt.model_set(models=args.models, pool=args.pool, seed=args.sample_seed, input_size=16)
-    with_truth = set(gt.read_results(args.ground_truth))
     data = load_dataset(str(args.data))
     pool, _held_out = gt.holdout_split(data)  # the held-out images are never touched here
     train_all, val = proxy_data(pool, val=args.proxy_val, largest=max(b[0] for b in args.budgets))
@@ -91,7 +106,7 @@ def measure(args: argparse.Namespace) -> None:
     work: list[tuple[str, GhostNetConfig, dict[str, Any]]] = [(n, c, {"kind": "zero_cost", **zc}) for n, c in models]
     for images, epochs, size in args.budgets:
         work += [(n, c, {"kind": "train", "budget": f"{images}x{epochs}@{size}", "seed": args.seed, "proxy_val": len(val)})
-                 for n, c in models if args.all_models or c.id in with_truth]
+                 for n, c in models if c.id in with_truth]
     for name, config, key in work:
         if args.stop_at and f"{datetime.now(timezone.utc):%H:%M}" >= args.stop_at:
             log.info("past %s UTC: stopping (rerun with --resume to continue)", args.stop_at)
@@ -183,22 +198,35 @@ def estimators(rows: list[dict[str, Any]], budgets: list[str]) -> dict[str, tupl
     return out
 
 
-def report(args: argparse.Namespace) -> None:
-    truth = gt.read_results(args.ground_truth)
+def report(args: argparse.Namespace, truth: dict[str, dict[str, Any]]) -> None:
     proxies = gt.read_results(args.results)
     rows = []
     for key, row in truth.items():
         accuracy = gt.mean_accuracy(row)
         if accuracy is not None and key in proxies and any(r["kind"] == "zero_cost" for r in proxies[key]["runs"]):
-            rows.append({**row, "target": accuracy, "proxy": proxies[key]})
+            proxy = proxies[key]
+            if row.get("fidelity_proxy"):  # the fidelity bench's own 2-epoch proxy, as a budget
+                extra = {"kind": "train", "budget": "2400x2@16", **row["fidelity_proxy"]}
+                proxy = {**proxy, "runs": proxy["runs"] + [extra]}
+            rows.append({**row, "target": accuracy, "proxy": proxy})
     seeds = sorted({r["seed"] for row in rows for r in row["runs"] if r.get("accuracy") is not None})
     print(f"# proxy ranking: {len(rows)} model(s) with a ground truth (mean of seeds {seeds}) and proxy measurements; "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_model()}, torch {torch.__version__}\n")
+    measured = [r for r in proxies.values() if any(x["kind"] == "zero_cost" for x in r["runs"])]
+    if len(measured) >= 3:  # how much of each score is model size, over every model measured
+        flops = [r["flops"] for r in measured]
+        taus = ", ".join(f"{name} {stats.kendalltau([next(x for x in r['runs'] if x['kind'] == 'zero_cost')['scores'][name] for r in measured], flops).statistic:.2f}"
+                         for name in ZERO_COST_SCORES)
+        print(f"Kendall tau of each zero-cost score with FLOPs over all {len(measured)} measured models: {taus}.\n")
     if len(rows) < 3:
         print("Too few models for a rank correlation.")
         return
     target = np.array([r["target"] for r in rows])
-    print(f"Ground truth over these models: mean accuracy {target.mean():.3f}, sd {target.std():.3f}.\n")
+    if args.fidelity:
+        print(f"Target: not the ground truth but the mean of the two 16-epoch runs in {args.fidelity.name} "
+              "(bench/proxy_fidelity.py run 3: 2,400 training / 3,600 validation images, 16 px); "
+              "budget 2400x2@16 is that bench's own 2-epoch proxy, seed 0.\n")
+    print(f"Target over these models: mean accuracy {target.mean():.3f}, sd {target.std():.3f}.\n")
     print("| estimator | Kendall tau [90 % interval] | Spearman rho [90 % interval] | cost per model (median s) |")
     print("|---|---|---|---|")
     budgets = [f"{i}x{e}@{s}" for i, e, s in args.budgets]
@@ -214,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=gt.DEFAULT_DATA)
     parser.add_argument("--ground-truth", type=Path, default=gt.DEFAULT_RESULTS)
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--results", type=Path, default=None,
+                        help=f"proxy measurements (default {DEFAULT_RESULTS.name}, with --fidelity {FIDELITY_RESULTS.name}, in docs/bench)")
     parser.add_argument("--resume", action="store_true", help="add to an existing --results file, measuring only what it lacks")
     parser.add_argument("--report", action="store_true", help="print the table and measure nothing")
     parser.add_argument("--budgets", type=parse_budget, nargs="+", default=[parse_budget(b) for b in ("2400x2", "10000x3", "30000x1")])
@@ -229,14 +258,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=int, default=15)
     parser.add_argument("--pool", type=int, default=150)
     parser.add_argument("--sample-seed", type=int, default=0)
+    parser.add_argument("--fidelity", type=Path, default=None, metavar="JSONL",
+                        help="rank against bench/proxy_fidelity.py's run 3 instead (its 16 models, the mean of its two "
+                        "16-epoch seeds, its own 2-epoch proxy as budget 2400x2@16); only zero-cost scores are measured")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("fvcore").setLevel(logging.ERROR)
+    args.results = args.results or (FIDELITY_RESULTS if args.fidelity else DEFAULT_RESULTS)
+    if args.fidelity:
+        models, truth = fidelity_truth(args.fidelity)
+        args.budgets, with_truth = [parse_budget("2400x2@16")], set()
+    else:
+        truth = gt.read_results(args.ground_truth)
+        with_truth = set(truth)
     if not args.report:
         if gt.read_results(args.results) and not args.resume:
             parser.error(f"{args.results} already holds measurements: pass --resume to add the missing ones")
-        measure(args)
-    report(args)
+        if not args.fidelity:
+            models = gt.model_set(models=args.models, pool=args.pool, seed=args.sample_seed, input_size=16)
+        measure(args, models, {c.id for _, c in models} if args.all_models and not args.fidelity else with_truth)
+        if not args.fidelity:
+            truth = gt.read_results(args.ground_truth)
+    report(args, truth)
     return 0
 
 
