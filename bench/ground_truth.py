@@ -69,7 +69,7 @@ from evaluators.data import ImageSet, load_dataset, proxy_split  # noqa: E402
 from evaluators.flops import count_cost  # noqa: E402
 from evaluators.latency import cpu_model  # noqa: E402
 from evaluators.training import TrainingFailed, TrainSettings, train_proxy  # noqa: E402
-from spaces import GhostNetConfig, load_space, random_suggest, reference, reference_names  # noqa: E402
+from spaces import REFERENCE_WIDTHS, GhostNetConfig, load_space, random_suggest, reference  # noqa: E402
 
 log = logging.getLogger("bench.ground_truth")
 
@@ -121,7 +121,8 @@ def spread_order(n: int) -> list[int]:
 
 def model_set(*, models: int, pool: int, seed: int, input_size: int) -> list[tuple[str, GhostNetConfig]]:
     """The baselines (in spread order) then the sampled models (sorted by FLOPs, in spread order)."""
-    baselines = [(name, reference(name, preset="cifar", num_classes=10, input_size=input_size)) for name in reference_names()]
+    names = [f"ghostnet-{w}x" for w in REFERENCE_WIDTHS]  # the width family only, never later family members
+    baselines = [(name, reference(name, preset="cifar", num_classes=10, input_size=input_size)) for name in names]
     sampled = sorted(stratified_configs(count=models, pool=pool, seed=seed, input_size=input_size), key=lambda c: count_cost(c).flops)
     named = [(f"sample-{i:02d}", c) for i, c in enumerate(sampled)]
     return [baselines[i] for i in spread_order(len(baselines))] + [named[i] for i in spread_order(len(named))]
