@@ -1,0 +1,179 @@
+"""What a trained run leaves behind, and reading it back.
+
+``write_run`` turns a :class:`~evaluators.trainer.TrainedRun` into the files of its run directory:
+
+* ``model.safetensors``: the state dict of the plain GhostNet (official key names, so a config
+  the official ``GhostNet(cfgs, width=...)`` class can build loads into it unchanged);
+* ``config.json``: our config, the official table (or why there is none), the classes and the
+  input preprocessing (per-channel mean and std of 0..255 pixels);
+* ``model.onnx``: the model with that normalisation built in: input ``float32 (batch, 3, H, W)``
+  pixels in 0..255, output logits; the batch axis is dynamic. Before anything claims success it
+  runs in ONNX Runtime on validation images and must agree with PyTorch (max absolute logit
+  difference <= ``ONNX_TOLERANCE`` and the same top-1 for every image);
+* ``metrics.json``: the epoch history, final validation accuracy, seconds, the ONNX check and
+  library versions.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from evaluators.data import resize
+from evaluators.trainer import RunError, TrainedRun, atomic_write
+from spaces import ConfigError, GhostNetConfig, build_model
+
+__all__ = ["ONNX_OPSET", "ONNX_TOLERANCE", "Deployed", "LoadedRun", "load_run", "verify_onnx", "write_run"]
+
+ONNX_OPSET = 18
+ONNX_TOLERANCE = 1e-4
+RUN_FILES = ("model.safetensors", "config.json", "metrics.json", "model.onnx")
+
+
+class Deployed(nn.Module):
+    """The model with its input normalisation: 0..255 pixels in, logits out."""
+
+    def __init__(self, model: nn.Module, *, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def write_run(trained: TrainedRun, out: Path, *, val_images: torch.Tensor, source: dict[str, Any], classes: tuple[str, ...], extra: dict[str, Any]) -> dict[str, Any]:
+    """Write the four files of a finished run to ``out``; returns the metrics written.
+
+    ``val_images`` (uint8) feed the ONNX check; ``source`` says where the config came from
+    (study and trial, file, reference); ``extra`` joins the metrics (data set, split, recipe).
+    """
+    from safetensors.torch import save_file
+
+    config = trained.config
+    state = {k: v.detach().contiguous().cpu() for k, v in trained.model.state_dict().items()}
+    atomic_write(out / "model.safetensors", lambda tmp: save_file(state, str(tmp), metadata={"config_id": config.id}))
+    incompatible = config.official_incompatibility()
+    description = {
+        "config": config.to_dict(),
+        "config_id": config.id,
+        "official": None if incompatible else config.to_official(),
+        "official_incompatibility": incompatible,
+        "classes": list(classes),
+        "preprocessing": {"input_size": config.input_size, "pixel_range": [0, 255], "mean": trained.mean, "std": trained.std},
+        "source": source,
+    }
+    _write_json(out / "config.json", description)
+    deployed = Deployed(trained.model, mean=trained.mean, std=trained.std).eval()
+    batch = resize(val_images[:64], config.input_size).float()
+    onnx_check = export_onnx(deployed, out / "model.onnx", example=batch)
+    last = trained.history[-1] if trained.history else {}
+    metrics = {
+        "history": trained.history,
+        "epochs": len(trained.history),
+        "val_accuracy": last.get("val_accuracy"),
+        "seconds": trained.seconds,
+        "onnx": onnx_check,
+        "versions": versions(),
+        **extra,
+    }
+    _write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def export_onnx(model: nn.Module, path: Path, *, example: torch.Tensor) -> dict[str, Any]:
+    """Export ``model`` (dynamic batch axis) and check it in ONNX Runtime on ``example``."""
+    import onnx  # noqa: F401 - the exporter needs it
+
+    check: dict[str, Any] = {}
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            # The TorchScript exporter (about 1 s on a GhostNet; the dynamo one takes 8-15 s here)
+            # warns that it is deprecated: not the user's to act on.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, (example[:2],), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
+                input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )  # fmt: skip
+        check.update(verify_onnx(tmp, model, example))
+        if not check["ok"]:
+            raise RunError(
+                f"ONNX check failed: max |logit difference| {check['max_abs_diff']:.3g} (limit {ONNX_TOLERANCE:g}), "
+                f"top-1 agrees on {check['top1_agree']}/{check['images']} images"
+            )
+
+    atomic_write(path, write)
+    return check
+
+
+def verify_onnx(path: Path, model: nn.Module, images: torch.Tensor) -> dict[str, Any]:
+    """Compare an ONNX file's logits on ``images`` (float 0..255) with ``model``'s in PyTorch."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    (ours,) = session.run(None, {"input": images.numpy()})
+    with torch.inference_mode():
+        reference = model.eval()(images).numpy()
+    diff = float(np.abs(ours - reference).max())
+    agree = int((ours.argmax(1) == reference.argmax(1)).sum())
+    ok = diff <= ONNX_TOLERANCE and agree == len(images)
+    return {"ok": ok, "max_abs_diff": diff, "top1_agree": agree, "images": len(images), "opset": ONNX_OPSET, "onnxruntime": ort.__version__}
+
+
+def versions() -> dict[str, str]:
+    import onnxruntime
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    config: GhostNetConfig
+    model: Deployed  # eval mode, CPU: 0..255 pixels in
+    description: dict[str, Any]  # config.json
+    metrics: dict[str, Any]  # metrics.json
+
+
+def load_run(run: Path) -> LoadedRun:
+    """Read a finished run directory back; a missing or inconsistent file is a one-line RunError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    missing = [name for name in RUN_FILES if not (run / name).is_file()]
+    if missing:
+        raise RunError(f"{run} is not a finished training run (missing {', '.join(missing)})")
+    try:
+        description = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+        config = GhostNetConfig.from_dict(description["config"])
+        pre = description["preprocessing"]
+        mean, std = [float(v) for v in pre["mean"]], [float(v) for v in pre["std"]]
+    except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise RunError(f"{run}: config.json or metrics.json is unreadable ({exc})") from None
+    try:
+        state = load_file(str(run / "model.safetensors"))
+    except (OSError, SafetensorError) as exc:
+        raise RunError(f"{run}/model.safetensors is unreadable ({exc})") from None
+    model = build_model(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise RunError(f"{run}/model.safetensors does not fit the config in config.json ({first})") from None
+    return LoadedRun(config=config, model=Deployed(model, mean=mean, std=std).eval(), description=description, metrics=metrics)
