@@ -1,4 +1,4 @@
-"""GhostNAS command line: search, confirm, show, export, plot, eval, profile.
+"""GhostNAS command line: search, confirm, show, export, plot, eval, profile, train.
 
 Thin by design: it parses flags, calls the packages, and prints. Data goes to stdout, logs and
 progress to stderr. Known errors (bad flags, config files, data paths, storage URLs, studies)
@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--cfg", type=Path, help="config file: our JSON/YAML, the official table, or an export (json/py)")
     source.add_argument("--reference", help="ghostnet-0.35x, -0.5x, -0.75x, -1.0x, -1.3x; ghostnetv2-1.0x, -1.3x, -1.6x; ghostnetv3-1.0x")
+    source.add_argument("--run", type=Path, help="a trained run directory (ghostnas train): top-1 on --dataset, latency, params, FLOPs")
     evaluate.add_argument("--preset", choices=("cifar", "imagenet"), help="for --reference: input layout (default imagenet)")
     evaluate.add_argument("--width", type=float, help="override the width multiplier")
     evaluate.add_argument("--input-size", type=int, help="override the input resolution")
@@ -131,7 +132,37 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluation_flags(evaluate)
 
     _profile_flags(commands.add_parser("profile", help="time the space's building blocks on this device and write a latency model"))
+    _train_parser(commands)
     return parser
+
+
+def _train_parser(commands: Any) -> None:
+    train = commands.add_parser("train", help="train one model from scratch with the full recipe: weights, config, metrics, verified ONNX")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--study", help="choose the model from this study (with --trial, --member, --max-latency-ms or --max-flops)")
+    source.add_argument("--cfg", type=Path, help="config file: our JSON/YAML, the official table, or an export (json/py)")
+    source.add_argument("--reference", help="ghostnet-0.35x, -0.5x, -0.75x, -1.0x or -1.3x")
+    choose = train.add_mutually_exclusive_group()
+    choose.add_argument("--trial", type=int, help="the study's trial of this number")
+    choose.add_argument("--member", type=int, help="this member of the study's Pareto front (0: most accurate)")
+    choose.add_argument("--max-latency-ms", help="the most accurate front member within this latency")
+    choose.add_argument("--max-flops", help="the most accurate front member within these FLOPs, e.g. 30M")
+    train.add_argument("--storage", help="Optuna storage URL (default: runs/<study>/study.db)")
+    train.add_argument("--preset", choices=("cifar", "imagenet"), help="for --reference: input layout (default cifar)")
+    train.add_argument("--dataset", help="default: the study's, else digits; a name or an ImageFolder dir / .tar.gz")
+    train.add_argument("--data-root", type=Path, help="where torchvision datasets live (read locally)")
+    train.add_argument("--download", action="store_true", help="download a torchvision dataset into --data-root")
+    train.add_argument("--subset", type=int, help="use this many images of the data set (stratified; default all)")
+    train.add_argument("--val-fraction", type=float, default=0.1, help="stratified validation split (default 0.1)")
+    train.add_argument("--epochs", type=int, help="training epochs (default 30)")
+    train.add_argument("--batch-size", type=int, help="default 128")
+    train.add_argument("--lr", type=float, help="peak learning rate (default 0.2)")
+    train.add_argument("--ema", type=float, help="keep an EMA of the weights with this per-step decay, e.g. 0.999")
+    train.add_argument("--input-size", type=int, help="train at this resolution (default: the config's)")
+    train.add_argument("--device", choices=("cpu", "cuda"), help="default cpu")
+    train.add_argument("--seed", type=int, default=0, help="split and training seed (default 0)")
+    train.add_argument("--out", type=Path, help="run directory (default runs/<study>/train-<trial>, runs/train-<name>)")
+    train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default on)")
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -144,6 +175,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from evaluators.latency_model import LatencyModel
     from spaces import reference
 
+    if args.run:
+        return _eval_run(args)
     if args.reference:
         config = reference(args.reference, preset=args.preset or "imagenet")
     else:
@@ -221,6 +254,104 @@ def _eval_table(result: dict[str, Any]) -> str:
         rows.append(("proxy accuracy", f"{100 * result['accuracy']:.2f} %  ({result['training']['epochs_run']} epochs)"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from evaluators.data import load_dataset
+    from evaluators.deploy import train_and_export
+    from evaluators.trainer import RunSettings
+
+    config, source, dataset, data_root, out = _train_source(args)
+    if args.input_size is not None:
+        config = config.replace(input_size=args.input_size)
+    recipe = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr), ("ema_decay", args.ema)) if v is not None}
+    progress = args.progress if args.progress is not None else not args.quiet
+    settings = _settings(RunSettings, **recipe, device=args.device or "cpu", seed=args.seed, progress=progress)
+    data = load_dataset(dataset, data_root=args.data_root or data_root, download=args.download)
+    log.info("training %s (%s) on %s for %d epochs into %s", config.id, source.get("how", source), data.name, settings.epochs, out)
+    metrics = train_and_export(config, data, settings, out=out, source=source, val_fraction=args.val_fraction, subset=args.subset)
+    onnx = metrics["onnx"]
+    log.info(
+        "val top-1 %.4f after %d epochs, %.0f s; ONNX verified (max |diff| %.2g, top-1 agrees on %d/%d)",
+        metrics["val_accuracy"], metrics["epochs"], metrics["seconds"], onnx["max_abs_diff"], onnx["top1_agree"], onnx["images"],
+    )
+    for name in ("model.safetensors", "config.json", "metrics.json", "model.onnx"):
+        print(out / name)
+    return 0
+
+
+def _train_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str, Path | None, Path]:
+    """The config to train, where it came from (part of the run's identity), the data set and
+    data root (the study's unless given), and the run directory."""
+    from spaces import GhostNetConfig, reference
+
+    choice = {k: getattr(args, k) for k in ("trial", "member", "max_latency_ms", "max_flops") if getattr(args, k) is not None}
+    if not args.study:
+        if choice or args.storage:
+            raise UsageError(f"train: --{next(iter(choice or {'storage': 0})).replace('_', '-')} needs --study")
+        if args.reference:
+            config = reference(args.reference, preset=args.preset or "cifar")
+            return config, {"reference": args.reference, "preset": args.preset or "cifar"}, args.dataset or "digits", None, args.out or Path("runs") / f"train-{args.reference}"
+        config = _read_config(args.cfg, member=0)
+        return config, {"cfg": str(args.cfg), "config_id": config.id}, args.dataset or "digits", None, args.out or Path("runs") / f"train-{config.id}"
+    if not choice:
+        raise UsageError("train: --study needs one of --trial, --member, --max-latency-ms, --max-flops")
+    from results import select_model
+    from search import parse_count
+
+    for key in ("max_latency_ms", "max_flops"):
+        if key in choice:
+            choice[key] = parse_count(choice[key], name=f"--{key.replace('_', '-')}")
+    chosen = select_model(_open_study(args.storage, args.study), **choice)
+    config = GhostNetConfig.from_dict(chosen.config)
+    runs = f", accuracy {chosen.scores['accuracy']:.4f} over {chosen.accuracy_runs} run(s)" if "accuracy" in chosen.scores else ""
+    log.info("study %s: %s is trial %d%s", args.study, chosen.how, chosen.number, runs)
+    source = {"study": args.study, "trial": chosen.number, "how": chosen.how, "study_scores": chosen.scores, "accuracy_runs": chosen.accuracy_runs}
+    recorded = chosen.settings
+    root = recorded.get("data_root")
+    return (
+        config, source, args.dataset or recorded.get("dataset") or "digits", Path(root) if root else None,
+        args.out or Path("runs") / args.study / f"train-{chosen.number}",
+    )  # fmt: skip
+
+
+def _eval_run(args: argparse.Namespace) -> int:
+    """``eval --run DIR``: the trained model's top-1 on --dataset, its latency (PyTorch and ONNX
+    Runtime, with the ratio to GhostNet 1.0x timed beside it), params and FLOPs."""
+    from evaluators.deploy import accuracy_on, load_run
+    from evaluators.flops import count_cost
+    from evaluators.latency import LatencyProbe, LatencySettings
+
+    run = load_run(args.run)
+    config = run.config
+    cost = count_cost(config)
+    result: dict[str, Any] = {"run": str(args.run), "config_id": config.id, "params": cost.params, "flops": cost.flops}
+    result["val_accuracy"] = run.metrics.get("val_accuracy")
+    if args.dataset:
+        from evaluators.data import load_dataset
+
+        data = load_dataset(args.dataset, data_root=args.data_root, download=bool(args.download))
+        result["dataset"] = {"name": data.name, "images": len(data), "accuracy": accuracy_on(run, data)}
+    if not args.skip_latency:
+        for backend in ("torch", "onnxruntime"):
+            probe = LatencyProbe(settings=_settings(LatencySettings, device="cpu", threads=args.threads or 1, backend=backend))
+            result[f"latency_{backend}"] = probe.measure(config).to_dict()
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    rows = [("run", result["run"]), ("config", config.id), ("params", f"{cost.params / 1e6:.3f} M"), ("FLOPs (MACs)", f"{cost.flops / 1e6:.2f} M")]
+    if result["val_accuracy"] is not None:
+        rows.append(("validation top-1 (training split)", f"{100 * result['val_accuracy']:.2f} %"))
+    if "dataset" in result:
+        rows.append((f"top-1 on {data.name}", f"{100 * result['dataset']['accuracy']:.2f} %  ({len(data)} images)"))
+    for backend, name in (("torch", "PyTorch"), ("onnxruntime", "ONNX Runtime")):
+        if f"latency_{backend}" in result:
+            lat = result[f"latency_{backend}"]
+            ratio = f", {lat['ratio_to_reference']:.3f}x GhostNet 1.0x" if lat.get("ratio_to_reference") is not None else ""
+            rows.append((f"latency, {name}", f"{lat['median_ms']:.3f} ms (p10 {lat['p10_ms']:.3f}, p90 {lat['p90_ms']:.3f}{ratio})"))
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+    return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -381,14 +512,15 @@ def _settings(cls: type, **values: Any) -> Any:
 def _known_errors() -> tuple[type[BaseException], ...]:
     from evaluators.data import DataError
     from evaluators.latency_model import LatencyModelError
+    from evaluators.trainer import RunError
     from results import ResultsError
     from search import SearchError
     from spaces import ConfigError
 
-    return (UsageError, ConfigError, DataError, LatencyModelError, SearchError, ResultsError)
+    return (UsageError, ConfigError, DataError, LatencyModelError, SearchError, ResultsError, RunError)
 
 
-COMMANDS = {"search": cmd_search, "confirm": cmd_confirm, "show": cmd_show, "export": cmd_export, "plot": cmd_plot, "eval": cmd_eval, "profile": cmd_profile}
+COMMANDS = {"search": cmd_search, "confirm": cmd_confirm, "show": cmd_show, "export": cmd_export, "plot": cmd_plot, "eval": cmd_eval, "profile": cmd_profile, "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

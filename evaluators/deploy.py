@@ -27,11 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from evaluators.data import resize
-from evaluators.trainer import RunError, TrainedRun, atomic_write
+from evaluators.data import ImageSet, proxy_split, resize
+from evaluators.flops import count_cost
+from evaluators.trainer import RunError, RunSettings, TrainedRun, atomic_write, train_run
 from spaces import ConfigError, GhostNetConfig, build_model
 
-__all__ = ["ONNX_OPSET", "ONNX_TOLERANCE", "Deployed", "LoadedRun", "load_run", "verify_onnx", "write_run"]
+__all__ = [
+    "ONNX_OPSET", "ONNX_TOLERANCE", "Deployed", "LoadedRun", "accuracy_on", "load_run", "train_and_export", "verify_onnx", "write_run",
+]  # fmt: skip
 
 ONNX_OPSET = 18
 ONNX_TOLERANCE = 1e-4
@@ -177,3 +180,53 @@ def load_run(run: Path) -> LoadedRun:
         first = str(exc).splitlines()[0]
         raise RunError(f"{run}/model.safetensors does not fit the config in config.json ({first})") from None
     return LoadedRun(config=config, model=Deployed(model, mean=mean, std=std).eval(), description=description, metrics=metrics)
+
+
+def train_and_export(
+    config: GhostNetConfig,
+    data: ImageSet,
+    settings: RunSettings,
+    *,
+    out: Path,
+    source: dict[str, Any],
+    val_fraction: float = 0.1,
+    subset: int | None = None,
+) -> dict[str, Any]:
+    """The whole ``train`` command below the flags: split ``data`` (stratified, ``settings.seed``),
+    train or resume in ``out``, write the run's files; returns the metrics written.
+
+    The request that owns ``out`` is everything that decides the weights: where the config
+    came from, the config, the data set (name, size, classes), the split and the recipe.
+    """
+    train, val = proxy_split(data, seed=settings.seed, val_fraction=val_fraction, subset=subset)
+    request = {
+        "source": source,
+        "config": config.to_dict(),
+        "dataset": {"name": data.name, "images": len(data), "classes": list(data.classes)},
+        "split": {"val_fraction": val_fraction, "subset": subset, "train": len(train), "val": len(val)},
+    }
+    trained = train_run(config, train, val, settings, out=out, request=request)
+    cost = count_cost(trained.config)
+    extra = {
+        "dataset": request["dataset"] | {"train": len(train), "val": len(val)},
+        "recipe": settings.recipe(),
+        "device": settings.device,
+        "params": cost.params,
+        "flops": cost.flops,
+        "resumed_from_epoch": trained.resumed_from,
+    }
+    return write_run(trained, out, val_images=val.images, source=source, classes=data.classes, extra=extra)
+
+
+def accuracy_on(run: LoadedRun, data: ImageSet, *, batch: int = 256) -> float:
+    """Top-1 of a loaded run's model on every image of ``data`` (its classes must be the run's)."""
+    classes = run.description.get("classes")
+    if list(data.classes) != classes:
+        raise RunError(f"data set {data.name} has classes {list(data.classes)[:5]}..., the run was trained on {classes[:5]}...")
+    images = resize(data.images, run.config.input_size)
+    correct = 0
+    with torch.inference_mode():
+        for start in range(0, len(images), batch):
+            logits = run.model(images[start : start + batch].float())
+            correct += int((logits.argmax(1) == data.labels[start : start + batch]).sum())
+    return correct / len(images)

@@ -18,6 +18,7 @@ from results._format import (
 )
 from results._frame import ResultsError, load_trials, open_study
 from results._pareto import REFERENCE_POINT, hypervolume, hypervolume_history, normalisation_bounds, pareto_front
+from results._select import Selection, select_model
 from results._plots import (
     plot_hypervolume,
     plot_objectives_3d,
@@ -36,6 +37,7 @@ __all__ = [
     "REFERENCE_POINT",
     "ResultsError",
     "STAGE_SECONDS",
+    "Selection",
     "StudyAttr",
     "TrialAttr",
     "UNMEASURED",
@@ -55,6 +57,7 @@ __all__ = [
     "plot_tradeoff",
     "read_exported",
     "render",
+    "select_model",
     "signal_note",
     "write_plots",
 ]
