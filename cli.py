@@ -333,8 +333,16 @@ def _eval_run(args: argparse.Namespace) -> int:
         data = load_dataset(args.dataset, data_root=args.data_root, download=bool(args.download))
         result["dataset"] = {"name": data.name, "images": len(data), "accuracy": accuracy_on(run, data)}
     if not args.skip_latency:
+        from spaces import ConfigError, reference
+
+        try:  # the probe times GhostNet 1.0x beside the model; at a small input it may not fit
+            reference("ghostnet-1.0x", preset="cifar" if config.stem_stride == 1 else "imagenet", input_size=config.input_size)
+            beside = True
+        except ConfigError:
+            log.info("GhostNet 1.0x cannot run at %d px with this stem: latency without the reference ratio", config.input_size)
+            beside = False
         for backend in ("torch", "onnxruntime"):
-            probe = LatencyProbe(settings=_settings(LatencySettings, device="cpu", threads=args.threads or 1, backend=backend))
+            probe = LatencyProbe(settings=_settings(LatencySettings, device="cpu", threads=args.threads or 1, backend=backend, reference=beside, **({} if beside else {"memory_format": "channels_last"})))
             result[f"latency_{backend}"] = probe.measure(config).to_dict()
     if args.json:
         print(json.dumps(result, indent=2))
