@@ -62,8 +62,9 @@ def storage(args: argparse.Namespace) -> str:
     return f"sqlite:///{(args.work / 'study' / 'study.db').resolve()}"
 
 
-def models(args: argparse.Namespace) -> list[tuple[str, int]]:
-    """(name, trial number): the most accurate confirmed searched front member, then the widths."""
+def models(args: argparse.Namespace) -> list[tuple[str, int | None]]:
+    """(name, trial number): the most accurate confirmed searched front member, then the widths
+    (None: no finished trial of that baseline, trained from the reference table instead)."""
     from results import load_trials, open_study, pareto_front
     from search import open_storage
 
@@ -76,19 +77,21 @@ def models(args: argparse.Namespace) -> list[tuple[str, int]]:
         chosen.append((f"searched (trial {int(best['number'])})", int(best["number"])))
     else:
         log.warning("no confirmed searched model on the front: only the width family is trained")
-    baselines = frame[frame["baseline"].notna()]
+    baselines = frame[frame["baseline"].notna() & (frame["state"] == "COMPLETE")]
     for name in WIDTHS:
         rows = baselines[baselines["baseline"] == name]
-        if len(rows):
-            chosen.append((name, int(rows.iloc[0]["number"])))
+        # A baseline whose trial failed (its worker was stopped) is trained from the reference.
+        chosen.append((name, int(rows.iloc[0]["number"]) if len(rows) else None))
     return chosen
 
 
-def train_and_time(args: argparse.Namespace, name: str, number: int) -> dict:
-    run = args.work / f"train-{number}"
+def train_and_time(args: argparse.Namespace, name: str, number: int | None) -> dict:
+    run = args.work / f"train-{name if number is None else number}"
+    source = ["--study", STUDY, "--storage", storage(args), "--trial", str(number)] if number is not None else [
+        "--reference", name, "--preset", "cifar", "--dataset", args.dataset]  # fmt: skip
     t = time.time()
     cli(
-        "-q", "train", "--study", STUDY, "--storage", storage(args), "--trial", str(number), "--out", str(run),
+        "-q", "train", *source, "--out", str(run),
         "--epochs", str(args.epochs), "--subset", str(args.subset), "--val-fraction", str(args.val_fraction),
         "--input-size", str(args.input_size), "--no-progress",
     )  # fmt: skip
@@ -120,7 +123,7 @@ def report(path: Path) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['trial']} | {r['val_accuracy']:.4f} | {r['params'] / 1e6:.3f} M | {r['flops'] / 1e6:.2f} M "
+            f"| {r['model']} | {r['trial'] if r['trial'] is not None else 'reference'} | {r['val_accuracy']:.4f} | {r['params'] / 1e6:.3f} M | {r['flops'] / 1e6:.2f} M "
             f"| {r['latency_torch_ms']:.3f} ({r['ratio_torch']:.3f}) | {r['latency_ort_ms']:.3f} ({r['ratio_ort']:.3f}) "
             f"| {r['train_seconds']:.0f} | {r['env']['date']}, load {r['env']['loadavg'][0]:.1f} |"
         )
@@ -157,7 +160,7 @@ def main() -> int:
     for name, number in models(args)[index::count]:
         if name in done:
             continue
-        log.info("training %s (trial %d)", name, number)
+        log.info("training %s (trial %s)", name, number)
         record = train_and_time(args, name, number)
         args.results.parent.mkdir(parents=True, exist_ok=True)
         with args.results.open("a") as out:
