@@ -268,12 +268,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = args.progress if args.progress is not None else not args.quiet
     settings = _settings(RunSettings, **recipe, device=args.device or "cpu", seed=args.seed, progress=progress)
     data = load_dataset(dataset, data_root=args.data_root or data_root, download=args.download)
-    log.info("training %s (%s) on %s for %d epochs into %s", config.id, source.get("how", source), data.name, settings.epochs, out)
     metrics = train_and_export(config, data, settings, out=out, source=source, val_fraction=args.val_fraction, subset=args.subset)
     onnx = metrics["onnx"]
+    what = f"trial {source['trial']} of study {source['study']} ({source['how']})" if "study" in source else config.id
     log.info(
-        "val top-1 %.4f after %d epochs, %.0f s; ONNX verified (max |diff| %.2g, top-1 agrees on %d/%d)",
-        metrics["val_accuracy"], metrics["epochs"], metrics["seconds"], onnx["max_abs_diff"], onnx["top1_agree"], onnx["images"],
+        "%s: val top-1 %.4f after %d epochs, %.0f s; ONNX verified (max |diff| %.2g, top-1 agrees on %d/%d)",
+        what, metrics["val_accuracy"], metrics["epochs"], metrics["seconds"], onnx["max_abs_diff"], onnx["top1_agree"], onnx["images"],
     )
     for name in ("model.safetensors", "config.json", "metrics.json", "model.onnx"):
         print(out / name)
@@ -304,8 +304,6 @@ def _train_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str, P
             choice[key] = parse_count(choice[key], name=f"--{key.replace('_', '-')}")
     chosen = select_model(_open_study(args.storage, args.study), **choice)
     config = GhostNetConfig.from_dict(chosen.config)
-    runs = f", accuracy {chosen.scores['accuracy']:.4f} over {chosen.accuracy_runs} run(s)" if "accuracy" in chosen.scores else ""
-    log.info("study %s: %s is trial %d%s", args.study, chosen.how, chosen.number, runs)
     source = {"study": args.study, "trial": chosen.number, "how": chosen.how, "study_scores": chosen.scores, "accuracy_runs": chosen.accuracy_runs}
     recorded = chosen.settings
     root = recorded.get("data_root")

@@ -206,6 +206,8 @@ class _Session:
         epochs = self.settings.epochs
         if done:
             log.info("resuming %s from epoch %d of %d", self.out, done, epochs)
+        else:
+            log.info("training %s on %d images for %d epochs in %s", self.config.id, len(self.train_labels), epochs, self.out)
         for epoch in range(done + 1, epochs + 1):
             t = time.perf_counter()
             loss, images_per_second = self._train_epoch(epoch)

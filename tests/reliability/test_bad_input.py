@@ -13,12 +13,16 @@ import hashlib
 import io
 import json
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 from PIL import Image
+from safetensors.torch import save_file
+
+from spaces import build_model, reference
 
 PASSWORD = "s3cret-pw"
 
@@ -33,6 +37,9 @@ class Kept:
     space: Path
     cwd: Path
     before: str = ""
+    flawed_url: str = ""  # a study with a failed trial (0) and a rejected one
+    rejected_trial: int = -1
+    runs: Path | None = None  # trained run directories: good, corrupt (checkpoint), mismatch (weights)
 
     def search(self, *extra: str) -> list[str]:
         """A search on the kept study with ``extra`` flags (later flags override earlier ones)."""
@@ -45,7 +52,8 @@ class Kept:
 
     def fingerprint(self, snapshot) -> str:
         digest = hashlib.sha256()
-        for path in sorted(p for p in [Path(self.url.removeprefix("sqlite:///")), *self.out.rglob("*")] if p.is_file()):
+        extra = [Path(self.flawed_url.removeprefix("sqlite:///")), *self.runs.rglob("*")] if self.runs else []
+        for path in sorted(p for p in [Path(self.url.removeprefix("sqlite:///")), *self.out.rglob("*"), *extra] if p.is_file()):
             digest.update(str(path).encode() + hashlib.sha256(path.read_bytes()).digest())
         digest.update(snapshot(self.url, "kept").checksum().encode())
         return digest.hexdigest()
@@ -111,8 +119,36 @@ def kept(h, tiny_space, small_study, tmp_path_factory) -> Kept:
     kept.cwd = kept.root / "cwd"
     kept.cwd.mkdir()
     _write_bad_files(kept.root, tiny_space)
+    _make_train_inputs(h, kept)
     kept.before = kept.fingerprint(h.snapshot)
     return kept
+
+
+TRAIN_RUN = ["train", "--reference", "ghostnet-0.35x", "--input-size", "8", "--subset", "200", "--epochs", "1", "--batch-size", "32", "--no-progress"]
+
+
+def _make_train_inputs(h, kept: Kept) -> None:
+    """What the train and eval --run cases point at: a study with a failed and a rejected trial
+    (a real cost-only search, its first evaluation made to raise), and real trained runs, one
+    with its checkpoint cut short and one with another config's weights."""
+    kept.flawed_url = h.sqlite_url(kept.root / "flawed.db")
+    result = h.cli(
+        "search", "--storage", kept.flawed_url, "--study", "flawed", "--out", kept.root / "flawed", "--objectives", "flops,params",
+        "--max-params", "2M", "--trials", "3", "--no-progress", faults="0=raise",
+    )  # fmt: skip
+    assert result.rc == 0, result.err
+    trials = h.snapshot(kept.flawed_url, "flawed").trials
+    assert trials[0].state.name == "FAIL"
+    kept.rejected_trial = next(t.number for t in trials if t.user_attrs.get("rejected"))
+    kept.runs = kept.root / "runs"
+    result = h.cli(*TRAIN_RUN, "--out", kept.runs / "good")
+    assert result.rc == 0, result.err
+    shutil.copytree(kept.runs / "good", kept.runs / "corrupt")
+    checkpoint = kept.runs / "corrupt" / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
+    shutil.copytree(kept.runs / "good", kept.runs / "mismatch")
+    other = build_model(reference("ghostnet-0.5x", preset="cifar", input_size=8))
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(kept.runs / "mismatch" / "model.safetensors"))
 
 
 # (id, argv from the Kept paths, what the one line must say)
@@ -181,6 +217,21 @@ CASES = [
     ("search-out", lambda k: k.search("--out", k / "a-file/run"), "Not a directory"),
     ("export-out", lambda k: ["export", "--study", "kept", "--storage", k.url, "--out", k / "a-file/front.csv"], "cannot write"),
     ("plot-out", lambda k: ["plot", "--study", "kept", "--storage", k.url, "--out", k / "a-file/plots"], "Not a directory"),
+    # train: choosing the model, the run directory, the checkpoint; eval --run
+    ("train-trial-missing", lambda k: ["train", "--study", "kept", "--storage", k.url, "--trial", "99"], "trial 99 is not in study 'kept' (it has trials 0 to 1)"),
+    ("train-member-out-of-range", lambda k: ["train", "--study", "kept", "--storage", k.url, "--member", "5"], "member 5 is out of range: the front of study 'kept' has members 0 to"),
+    ("train-budget-none-fits", lambda k: ["train", "--study", "kept", "--storage", k.url, "--max-flops", "1k"], "fits --max-flops 1000; the smallest budget that fits one is --max-flops "),
+    ("train-budget-unmeasured", lambda k: ["train", "--study", "kept", "--storage", k.url, "--max-latency-ms", "5"], "has no front member with a measured latency_ms"),
+    ("train-failed-trial", lambda k: ["train", "--study", "flawed", "--storage", k.flawed_url, "--trial", "0"], "trial 0 of study 'flawed' has no result to train (fail: RuntimeError: injected fault"),
+    ("train-rejected-trial", lambda k: ["train", "--study", "flawed", "--storage", k.flawed_url, "--trial", str(k.rejected_trial)], "was rejected by a limit (params"),
+    ("train-no-choice", lambda k: ["train", "--study", "kept", "--storage", k.url], "--study needs one of --trial, --member"),
+    ("train-trial-no-study", lambda k: ["train", "--reference", "ghostnet-0.5x", "--trial", "1"], "--trial needs --study"),
+    ("train-ema-out-of-range", lambda k: [*TRAIN_RUN, "--ema", "1.5", "--out", k.runs / "new"], "ema decay must lie strictly between 0 and 1"),
+    ("train-out-other-run", lambda k: [*TRAIN_RUN, "--epochs", "2", "--out", k.runs / "good"], "holds a run of another command (it differs in: recipe)"),
+    ("train-out-not-a-run", lambda k: [*TRAIN_RUN, "--out", k / "one-class"], "exists and holds no GhostNAS run"),
+    ("train-corrupt-checkpoint", lambda k: [*TRAIN_RUN, "--out", k.runs / "corrupt"], "checkpoint.pt is unreadable"),
+    ("eval-run-not-a-run", lambda k: ["eval", "--run", k / "empty"], "is not a finished training run (missing model.safetensors"),
+    ("eval-run-wrong-weights", lambda k: ["eval", "--run", k.runs / "mismatch", "--skip-latency"], "model.safetensors does not fit the config in config.json"),
 ]
 
 
