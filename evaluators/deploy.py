@@ -95,7 +95,7 @@ def write_run(trained: TrainedRun, out: Path, *, val_images: torch.Tensor, sourc
 
 def export_onnx(model: nn.Module, path: Path, *, example: torch.Tensor) -> dict[str, Any]:
     """Export ``model`` (dynamic batch axis) and check it in ONNX Runtime on ``example``."""
-    import onnx  # noqa: F401 - the exporter needs it
+    require_onnx()
 
     check: dict[str, Any] = {}
 
@@ -117,6 +117,14 @@ def export_onnx(model: nn.Module, path: Path, *, example: torch.Tensor) -> dict[
 
     atomic_write(path, write)
     return check
+
+
+def require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401 - the exporter needs it
+        import onnxruntime  # noqa: F401 - and the check
+    except ImportError:
+        raise RunError("train exports the model to ONNX and checks it with ONNX Runtime: pip install 'ghostnas[onnx]'") from None
 
 
 def verify_onnx(path: Path, model: nn.Module, images: torch.Tensor) -> dict[str, Any]:
@@ -198,6 +206,7 @@ def train_and_export(
     The request that owns ``out`` is everything that decides the weights: where the config
     came from, the config, the data set (name, size, classes), the split and the recipe.
     """
+    require_onnx()  # before hours of training, not after
     train, val = proxy_split(data, seed=settings.seed, val_fraction=val_fraction, subset=subset)
     request = {
         "source": source,
