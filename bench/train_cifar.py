@@ -55,7 +55,8 @@ def search_and_confirm(args: argparse.Namespace) -> None:
         "-q", "search", *study, "--out", str(args.work / "study"), "--dataset", args.dataset, "--trials", str(args.trials),
         "--subset", str(args.search_subset), "--input-size", str(args.input_size), "--seed", "0", "--no-progress",
     )  # fmt: skip
-    cli("-q", "confirm", *study, "--runs", str(args.confirm_runs), "--no-progress")
+    if args.confirm_runs > 1:
+        cli("-q", "confirm", *study, "--runs", str(args.confirm_runs), "--no-progress")
 
 
 def storage(args: argparse.Namespace) -> str:
@@ -71,14 +72,18 @@ def models(args: argparse.Namespace) -> list[tuple[str, int | None]]:
     frame = load_trials(open_study(storage=open_storage(storage(args), must_exist=True), study_name=STUDY))
     front = pareto_front(frame)
     searched = front[front["baseline"].isna() & (front["accuracy_runs"] >= args.confirm_runs)]
+    if args.confirm_runs <= 1 and searched.empty:
+        # Not confirmed, and the front holds only baselines: the most accurate searched trial.
+        searched = frame[frame["baseline"].isna() & frame["feasible"] & frame["accuracy"].notna()]
     chosen = []
     if len(searched):
         best = searched.sort_values(["accuracy", "number"], ascending=[False, True]).iloc[0]
-        chosen.append((f"searched (trial {int(best['number'])})", int(best["number"])))
+        on_front = int(best["number"]) in set(front["number"])
+        chosen.append((f"searched (trial {int(best['number'])}{'' if on_front else ', off the front'})", int(best["number"])))
     else:
-        log.warning("no confirmed searched model on the front: only the width family is trained")
+        log.warning("no searched model to train: only the width family is trained")
     baselines = frame[frame["baseline"].notna() & (frame["state"] == "COMPLETE")]
-    for name in WIDTHS:
+    for name in args.widths.split(","):
         rows = baselines[baselines["baseline"] == name]
         # A baseline whose trial failed (its worker was stopped) is trained from the reference.
         chosen.append((name, int(rows.iloc[0]["number"]) if len(rows) else None))
@@ -137,11 +142,12 @@ def main() -> int:
     parser.add_argument("--dataset", default=DATA)
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--search-subset", type=int, default=1200)
-    parser.add_argument("--confirm-runs", type=int, default=2)
+    parser.add_argument("--confirm-runs", type=int, default=2, help="runs per model for confirm; 1: no confirm (the best searched trial is trained unconfirmed)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--subset", type=int, default=8000)
     parser.add_argument("--val-fraction", type=float, default=0.125)
     parser.add_argument("--input-size", type=int, default=16)
+    parser.add_argument("--widths", default=",".join(WIDTHS), help="the width-family members to train, in this order")
     parser.add_argument("--shard", default="0/1", help="I/N: train every N-th model starting at I")
     parser.add_argument("--skip-search", action="store_true", help="the study is there (another shard made it)")
     parser.add_argument("--search-only", action="store_true", help="search and confirm, then stop (before shards start)")
