@@ -144,7 +144,7 @@ def _train_parser(commands: Any) -> None:
     source.add_argument("--reference", help="ghostnet-0.35x, -0.5x, -0.75x, -1.0x or -1.3x")
     choose = train.add_mutually_exclusive_group()
     choose.add_argument("--trial", type=int, help="the study's trial of this number")
-    choose.add_argument("--member", type=int, help="this member of the study's Pareto front (0: most accurate)")
+    choose.add_argument("--member", type=int, help="this member of the study's Pareto front (0: most accurate), or of an export given with --cfg")
     choose.add_argument("--max-latency-ms", help="the most accurate front member within this latency")
     choose.add_argument("--max-flops", help="the most accurate front member within these FLOPs, e.g. 30M")
     train.add_argument("--storage", help="Optuna storage URL (default: runs/<study>/study.db)")
@@ -287,13 +287,15 @@ def _train_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str, P
 
     choice = {k: getattr(args, k) for k in ("trial", "member", "max_latency_ms", "max_flops") if getattr(args, k) is not None}
     if not args.study:
+        if args.cfg is not None:
+            choice.pop("member", None)  # with --cfg: that member of an export file
         if choice or args.storage:
             raise UsageError(f"train: --{next(iter(choice or {'storage': 0})).replace('_', '-')} needs --study")
         if args.reference:
             config = reference(args.reference, preset=args.preset or "cifar")
             return config, {"reference": args.reference, "preset": args.preset or "cifar"}, args.dataset or "digits", None, args.out or Path("runs") / f"train-{args.reference}"
-        config = _read_config(args.cfg, member=0)
-        return config, {"cfg": str(args.cfg), "config_id": config.id}, args.dataset or "digits", None, args.out or Path("runs") / f"train-{config.id}"
+        config = _read_config(args.cfg, member=args.member or 0)
+        return config, {"cfg": str(args.cfg), "member": args.member or 0, "config_id": config.id}, args.dataset or "digits", None, args.out or Path("runs") / f"train-{config.id}"
     if not choice:
         raise UsageError("train: --study needs one of --trial, --member, --max-latency-ms, --max-flops")
     from results import select_model
