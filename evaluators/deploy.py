@@ -182,11 +182,16 @@ def load_run(run: Path) -> LoadedRun:
     except (OSError, SafetensorError) as exc:
         raise RunError(f"{run}/model.safetensors is unreadable ({exc})") from None
     model = build_model(config)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise RunError(f"{run}/model.safetensors does not fit the config in config.json ({first})") from None
+    expected = model.state_dict()
+    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+    shaped = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
+    if missing or unexpected or shaped:
+        example = (missing or unexpected or shaped)[0]
+        raise RunError(
+            f"{run}/model.safetensors does not fit the config in config.json ({len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(shaped)} wrongly shaped tensors, e.g. {example})"
+        )
+    model.load_state_dict(state)
     return LoadedRun(config=config, model=Deployed(model, mean=mean, std=std).eval(), description=description, metrics=metrics)
 
 

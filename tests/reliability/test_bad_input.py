@@ -231,7 +231,7 @@ CASES = [
     ("train-out-not-a-run", lambda k: [*TRAIN_RUN, "--out", k / "one-class"], "exists and holds no GhostNAS run"),
     ("train-corrupt-checkpoint", lambda k: [*TRAIN_RUN, "--out", k.runs / "corrupt"], "checkpoint.pt is unreadable"),
     ("eval-run-not-a-run", lambda k: ["eval", "--run", k / "empty"], "is not a finished training run (missing model.safetensors"),
-    ("eval-run-wrong-weights", lambda k: ["eval", "--run", k.runs / "mismatch", "--skip-latency"], "model.safetensors does not fit the config in config.json"),
+    ("eval-run-wrong-weights", lambda k: ["eval", "--run", k.runs / "mismatch", "--skip-latency"], "model.safetensors does not fit the config in config.json (0 missing, 12 unexpected, 389 wrongly shaped tensors"),
 ]
 
 
