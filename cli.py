@@ -261,14 +261,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from evaluators.deploy import train_and_export
     from evaluators.trainer import RunSettings
 
-    config, source, dataset, data_root, out = _train_source(args)
+    config, source, about, dataset, data_root, out = _train_source(args)
     if args.input_size is not None:
         config = config.replace(input_size=args.input_size)
     recipe = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr), ("ema_decay", args.ema)) if v is not None}
     progress = args.progress if args.progress is not None else not args.quiet
     settings = _settings(RunSettings, **recipe, device=args.device or "cpu", seed=args.seed, progress=progress)
     data = load_dataset(dataset, data_root=args.data_root or data_root, download=args.download)
-    metrics = train_and_export(config, data, settings, out=out, source=source, val_fraction=args.val_fraction, subset=args.subset)
+    metrics = train_and_export(config, data, settings, out=out, source=source, about=about, val_fraction=args.val_fraction, subset=args.subset)
     onnx = metrics["onnx"]
     what = f"trial {source['trial']} of study {source['study']} ({source['how']})" if "study" in source else config.id
     log.info(
@@ -280,9 +280,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str, Path | None, Path]:
-    """The config to train, where it came from (part of the run's identity), the data set and
-    data root (the study's unless given), and the run directory."""
+def _train_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any], str, Path | None, Path]:
+    """The config to train, where it came from (part of the run's identity), what the study
+    says of it, the data set and data root (the study's unless given), and the run directory."""
     from spaces import GhostNetConfig, reference
 
     choice = {k: getattr(args, k) for k in ("trial", "member", "max_latency_ms", "max_flops") if getattr(args, k) is not None}
@@ -293,9 +293,9 @@ def _train_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str, P
             raise UsageError(f"train: --{next(iter(choice or {'storage': 0})).replace('_', '-')} needs --study")
         if args.reference:
             config = reference(args.reference, preset=args.preset or "cifar")
-            return config, {"reference": args.reference, "preset": args.preset or "cifar"}, args.dataset or "digits", None, args.out or Path("runs") / f"train-{args.reference}"
+            return config, {"reference": args.reference, "preset": args.preset or "cifar"}, {}, args.dataset or "digits", None, args.out or Path("runs") / f"train-{args.reference}"
         config = _read_config(args.cfg, member=args.member or 0)
-        return config, {"cfg": str(args.cfg), "member": args.member or 0, "config_id": config.id}, args.dataset or "digits", None, args.out or Path("runs") / f"train-{config.id}"
+        return config, {"cfg": str(args.cfg), "member": args.member or 0, "config_id": config.id}, {}, args.dataset or "digits", None, args.out or Path("runs") / f"train-{config.id}"
     if not choice:
         raise UsageError("train: --study needs one of --trial, --member, --max-latency-ms, --max-flops")
     from results import select_model
@@ -306,11 +306,12 @@ def _train_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str, P
             choice[key] = parse_count(choice[key], name=f"--{key.replace('_', '-')}")
     chosen = select_model(_open_study(args.storage, args.study), **choice)
     config = GhostNetConfig.from_dict(chosen.config)
-    source = {"study": args.study, "trial": chosen.number, "how": chosen.how, "study_scores": chosen.scores, "accuracy_runs": chosen.accuracy_runs}
+    source = {"study": args.study, "trial": chosen.number, "how": chosen.how}
+    about = {"study_scores": chosen.scores, "accuracy_runs": chosen.accuracy_runs}
     recorded = chosen.settings
     root = recorded.get("data_root")
     return (
-        config, source, args.dataset or recorded.get("dataset") or "digits", Path(root) if root else None,
+        config, source, about, args.dataset or recorded.get("dataset") or "digits", Path(root) if root else None,
         args.out or Path("runs") / args.study / f"train-{chosen.number}",
     )  # fmt: skip
 

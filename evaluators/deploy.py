@@ -202,6 +202,7 @@ def train_and_export(
     *,
     out: Path,
     source: dict[str, Any],
+    about: dict[str, Any] | None = None,
     val_fraction: float = 0.1,
     subset: int | None = None,
 ) -> dict[str, Any]:
@@ -209,7 +210,9 @@ def train_and_export(
     train or resume in ``out``, write the run's files; returns the metrics written.
 
     The request that owns ``out`` is everything that decides the weights: where the config
-    came from, the config, the data set (name, size, classes), the split and the recipe.
+    came from (``source``), the config, the data set (name, size, classes), the split and the
+    recipe. ``about`` joins ``source`` in config.json only (e.g. the study's scores of the
+    trial, which ``confirm`` may change without changing the model).
     """
     require_onnx()  # before hours of training, not after
     train, val = proxy_split(data, seed=settings.seed, val_fraction=val_fraction, subset=subset)
@@ -229,7 +232,7 @@ def train_and_export(
         "flops": cost.flops,
         "resumed_from_epoch": trained.resumed_from,
     }
-    return write_run(trained, out, val_images=val.images, source=source, classes=data.classes, extra=extra)
+    return write_run(trained, out, val_images=val.images, source={**source, **(about or {})}, classes=data.classes, extra=extra)
 
 
 def accuracy_on(run: LoadedRun, data: ImageSet, *, batch: int = 256) -> float:

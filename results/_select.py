@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
 import pandas as pd
 
 from results._frame import ResultsError, load_trials
 from results._pareto import pareto_front
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["Selection", "select_model"]
 
@@ -34,7 +36,7 @@ class Selection:
 
 
 def select_model(
-    study: optuna.Study,
+    study: "optuna.Study",
     *,
     trial: int | None = None,
     member: int | None = None,
