@@ -1,0 +1,63 @@
+"""The full trainer in process: its settings, the EMA, the run directory's ownership."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from evaluators.data import load_dataset, proxy_split
+from evaluators.trainer import CHECKPOINT_FILE, REQUEST_FILE, RunError, RunSettings, claim_run_dir, train_run
+from spaces import reference
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+        ({"lr": 0}, "lr must be positive"),
+        ({"momentum": 1.0}, "momentum must lie in [0, 1)"),
+        ({"ema_decay": 1.0}, "ema decay must lie strictly between 0 and 1"),
+        ({"device": "tpu"}, "device must be 'cpu' or 'cuda'"),
+    ],
+)
+def test_bad_settings_are_refused(changes, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)")):
+        RunSettings(**changes)
+
+
+def test_ema_weights_are_the_result_and_are_checkpointed(tmp_path):
+    train, val = proxy_split(load_dataset("digits"), seed=0, subset=300, val_fraction=0.2)
+    settings = RunSettings(epochs=2, batch_size=32, ema_decay=0.5, progress=False)
+    config = reference("ghostnet-0.35x", preset="cifar", input_size=8)
+    trained = train_run(config, train, val, settings, out=tmp_path, request={"test": 1})
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    steps = 2 * (len(train) // 32)
+    assert int(state["ema"]["n_averaged"]) == steps
+    assert state["scheduler"]["last_epoch"] == steps
+    ema = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    result = trained.model.state_dict()
+    assert ema.keys() == result.keys()
+    assert all(torch.equal(ema[k], result[k]) for k in result)
+    # The EMA is not the raw weights (decay 0.5 still lags them).
+    raw = state["model"]
+    assert any(not torch.equal(raw[k], result[k]) for k in result if result[k].is_floating_point())
+    assert [h["epoch"] for h in trained.history] == [1, 2] and trained.resumed_from == 0
+    assert json.loads((tmp_path / REQUEST_FILE).read_text()) == {"test": 1, "recipe": settings.recipe()}
+
+
+def test_run_directory_ownership(tmp_path):
+    claim_run_dir(tmp_path / "new", {"a": 1})  # an absent directory becomes the request's
+    claim_run_dir(tmp_path / "new", {"a": 1})  # the same request again: fine
+    with pytest.raises(RunError, match=r"holds a run of another command \(it differs in: a, b\)"):
+        claim_run_dir(tmp_path / "new", {"b": 1})
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="exists and holds no GhostNAS run"):
+        claim_run_dir(tmp_path / "busy", {"a": 1})
+    assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"]
+    (tmp_path / "new" / REQUEST_FILE).write_text("{not json")
+    with pytest.raises(RunError, match="is unreadable"):
+        claim_run_dir(tmp_path / "new", {"a": 1})
