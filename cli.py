@@ -350,7 +350,7 @@ def _eval_run(args: argparse.Namespace) -> int:
         return 0
     rows = [("run", result["run"]), ("config", config.id), ("params", f"{cost.params / 1e6:.3f} M"), ("FLOPs (MACs)", f"{cost.flops / 1e6:.2f} M")]
     if result["val_accuracy"] is not None:
-        rows.append(("validation top-1 (training split)", f"{100 * result['val_accuracy']:.2f} %"))
+        rows.append(("validation top-1 (held-out split)", f"{100 * result['val_accuracy']:.2f} %"))
     if "dataset" in result:
         rows.append((f"top-1 on {data.name}", f"{100 * result['dataset']['accuracy']:.2f} %  ({len(data)} images)"))
     for backend, name in (("torch", "PyTorch"), ("onnxruntime", "ONNX Runtime")):

@@ -205,4 +205,4 @@ def test_eval_run_reports_accuracy_latency_params_and_flops(run):
         assert latency["ratio_to_reference"] is None
     table = _cli("eval", "--run", run, "--skip-latency")
     assert table.returncode == 0, table.stderr
-    assert f"{count_cost(config).params / 1e6:.3f} M" in table.stdout and "validation top-1" in table.stdout
+    assert f"{count_cost(config).params / 1e6:.3f} M" in table.stdout and "validation top-1 (held-out split)" in table.stdout
