@@ -6,7 +6,7 @@
   the official ``GhostNet(cfgs, width=...)`` class can build loads into it unchanged);
 * ``config.json``: our config, the official table (or why there is none), the classes and the
   input preprocessing (per-channel mean and std of 0..255 pixels);
-* ``model.onnx``: the model with that normalisation built in: input ``float32 (batch, 3, H, W)``
+* ``model.onnx``: the model in its inference form (ghostv3 blocks fused) with that normalisation built in: input ``float32 (batch, 3, H, W)``
   pixels in 0..255, output logits; the batch axis is dynamic. Before anything claims success it
   runs in ONNX Runtime on validation images and must agree with PyTorch (max absolute logit
   difference <= ``ONNX_TOLERANCE`` and the same top-1 for every image);
@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import platform
 import warnings
@@ -77,8 +78,10 @@ def write_run(trained: TrainedRun, out: Path, *, val_images: torch.Tensor, sourc
     }
     _write_json(out / "config.json", description)
     deployed = Deployed(trained.model, mean=trained.mean, std=trained.std).eval()
+    # The inference form (ghostv3 blocks fused, a no-op for the others), checked against the trained one.
+    fused = Deployed(copy.deepcopy(trained.model).eval().fuse(), mean=trained.mean, std=trained.std).eval()
     batch = resize(val_images[:64], config.input_size).float()
-    onnx_check = export_onnx(deployed, out / "model.onnx", example=batch)
+    onnx_check = export_onnx(fused, out / "model.onnx", example=batch, reference=deployed)
     last = trained.history[-1] if trained.history else {}
     metrics = {
         "history": trained.history,
@@ -93,8 +96,9 @@ def write_run(trained: TrainedRun, out: Path, *, val_images: torch.Tensor, sourc
     return metrics
 
 
-def export_onnx(model: nn.Module, path: Path, *, example: torch.Tensor) -> dict[str, Any]:
-    """Export ``model`` (dynamic batch axis) and check it in ONNX Runtime on ``example``."""
+def export_onnx(model: nn.Module, path: Path, *, example: torch.Tensor, reference: nn.Module | None = None) -> dict[str, Any]:
+    """Export ``model`` (dynamic batch axis) and check it in ONNX Runtime on ``example`` against
+    ``reference`` (default: ``model`` itself) in PyTorch."""
     require_onnx()
 
     check: dict[str, Any] = {}
@@ -108,7 +112,7 @@ def export_onnx(model: nn.Module, path: Path, *, example: torch.Tensor) -> dict[
                 model, (example[:2],), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
                 input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
             )  # fmt: skip
-        check.update(verify_onnx(tmp, model, example))
+        check.update(verify_onnx(tmp, reference if reference is not None else model, example))
         if not check["ok"]:
             raise RunError(
                 f"ONNX check failed: max |logit difference| {check['max_abs_diff']:.3g} (limit {ONNX_TOLERANCE:g}), "
