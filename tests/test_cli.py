@@ -108,7 +108,7 @@ def test_search_show_export_plot_end_to_end(capsys, fast_flags, tmp_path):
         (["show", "--study", "nope", "--storage", "sqlite:////nonexistent/dir/study.db"], "no SQLite storage"),
         (["eval", "--reference", "ghostnet-9x", "--skip-accuracy", "--skip-latency"], "unknown reference model"),
         (["eval", "--cfg", "/nonexistent.json", "--skip-accuracy", "--skip-latency"], "cannot read /nonexistent.json"),
-        (["eval"], "one of the arguments --cfg --reference is required"),
+        (["eval"], "one of the arguments --cfg --reference --run is required"),
         (["frobnicate"], "invalid choice"),
     ],
 )
