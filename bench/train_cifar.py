@@ -91,20 +91,20 @@ def models(args: argparse.Namespace) -> list[tuple[str, int | None]]:
 
 
 def train_and_time(args: argparse.Namespace, name: str, number: int | None) -> dict:
-    run = args.work / f"train-{name if number is None else number}"
+    run = args.work / f"train{args.tag}-{name if number is None else number}"
     source = ["--study", STUDY, "--storage", storage(args), "--trial", str(number)] if number is not None else [
         "--reference", name, "--preset", "cifar", "--dataset", args.dataset]  # fmt: skip
     t = time.time()
     cli(
         "-q", "train", *source, "--out", str(run),
         "--epochs", str(args.epochs), "--subset", str(args.subset), "--val-fraction", str(args.val_fraction),
-        "--input-size", str(args.input_size), "--no-progress",
+        "--input-size", str(args.input_size), "--batch-size", str(args.batch_size), "--no-progress",
     )  # fmt: skip
     wall = time.time() - t
     evaluation = json.loads(cli("-q", "eval", "--run", str(run), "--json"))
     metrics = json.loads((run / "metrics.json").read_text())
     return {
-        "model": name, "trial": number, "val_accuracy": metrics["val_accuracy"], "epochs": metrics["epochs"],
+        "model": name, "trial": number, "val_accuracy": metrics["val_accuracy"], "epochs": metrics["epochs"], "batch_size": args.batch_size,
         "history": [h["val_accuracy"] for h in metrics["history"]], "train_seconds": metrics["seconds"], "wall_seconds": wall,
         "params": evaluation["params"], "flops": evaluation["flops"],
         "latency_torch_ms": evaluation["latency_torch"]["median_ms"], "ratio_torch": evaluation["latency_torch"]["ratio_to_reference"],
@@ -147,6 +147,8 @@ def main() -> int:
     parser.add_argument("--subset", type=int, default=8000)
     parser.add_argument("--val-fraction", type=float, default=0.125)
     parser.add_argument("--input-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--tag", default="", help="run directories are train<TAG>-<trial>: one set per budget")
     parser.add_argument("--widths", default=",".join(WIDTHS), help="the width-family members to train, in this order")
     parser.add_argument("--shard", default="0/1", help="I/N: train every N-th model starting at I")
     parser.add_argument("--skip-search", action="store_true", help="the study is there (another shard made it)")
