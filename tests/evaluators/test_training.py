@@ -35,8 +35,10 @@ def config():
 def test_a_real_model_learns_digits_well_above_chance(digits: ImageSet, config) -> None:
     train, val = proxy_split(digits, seed=0, subset=600)
     result = train_proxy(config, train, val, dataclasses.replace(TINY, epochs=6))
-    # Measured 0.86 (seeds 1, 2: 0.84, 0.77); chance is 0.10.
-    assert result.accuracy > 0.6
+    # Measured 0.86 (seeds 1, 2: 0.84, 0.77); chance is 0.10. The bound is 3x chance, far below
+    # what any CPU's kernels give (they move this by a few points), far above a model that does
+    # not learn: it asserts learning, not a figure of this machine.
+    assert result.accuracy > 0.3
     assert result.epochs_run == 6 and not result.stopped_early
     assert result.history == (result.accuracy,)  # no callback: only the final model is evaluated
     assert set(result.seconds) == {"data", "build", "train", "bn_recalibration", "eval"}

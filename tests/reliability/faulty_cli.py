@@ -20,6 +20,9 @@ fault to the process of that multiprocessing name (``MainProcess``, ``worker-0``
   with ``--workers`` one worker hangs whichever of them starts first,
 * ``sleep:S``: sleeps S seconds, then evaluates normally.
 
+``GHOSTNAS_CONFIRM_FAULTS`` takes the same list for the training runs of ``confirm`` (``CALL``
+counts its runs from 0; ``hang`` and ``sleep:S`` apply there).
+
 The faults are installed at import, so ``--workers`` children (spawned: they import this file
 again as ``__mp_main__``) get them too.
 """
@@ -35,11 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
-def _install(spec: str) -> None:
-    import torch
-
-    from evaluators.evaluate import Evaluator
-
+def _parse(spec: str) -> dict[int, str]:
     import multiprocessing
 
     me, faults = multiprocessing.current_process().name, {}
@@ -48,6 +47,24 @@ def _install(spec: str) -> None:
         process, _, call = where.rpartition(":")
         if process in ("", me):
             faults[int(call)] = fault
+    return faults
+
+
+def _hang(check_stop) -> None:
+    """Never return by itself: leave the pid for the test, then step as training does."""
+    marker = Path(os.environ.get("GHOSTNAS_FAULT_DIR", ".")) / f"hang-{os.getpid()}"
+    marker.write_text(str(os.getpid()))
+    while True:
+        (check_stop or (lambda: None))()
+        time.sleep(0.1)
+
+
+def _install(spec: str) -> None:
+    import torch
+
+    from evaluators.evaluate import Evaluator
+
+    faults = _parse(spec)
     original = Evaluator.evaluate
     calls = [0]
 
@@ -67,12 +84,7 @@ def _install(spec: str) -> None:
             except FileExistsError:
                 fault = ""
         if fault == "hang":
-            marker = folder / f"hang-{os.getpid()}"
-            marker.write_text(str(os.getpid()))
-            check_stop = kwargs.get("check_stop") or (lambda: None)
-            while True:
-                check_stop()
-                time.sleep(0.1)
+            _hang(kwargs.get("check_stop"))
         if fault.startswith("sleep:"):
             time.sleep(float(fault.removeprefix("sleep:")))
         evaluation = original(self, config, **kwargs)
@@ -83,8 +95,29 @@ def _install(spec: str) -> None:
     Evaluator.evaluate = evaluate
 
 
+def _install_confirm(spec: str) -> None:
+    import search._confirm as confirm
+
+    faults = _parse(spec)
+    original = confirm.train_proxy
+    calls = [0]
+
+    def train_proxy(*args, **kwargs):
+        fault = faults.get(calls[0], "")
+        calls[0] += 1
+        if fault == "hang":
+            _hang(kwargs.get("check_stop"))
+        if fault.startswith("sleep:"):
+            time.sleep(float(fault.removeprefix("sleep:")))
+        return original(*args, **kwargs)
+
+    confirm.train_proxy = train_proxy
+
+
 if os.environ.get("GHOSTNAS_FAULTS"):
     _install(os.environ["GHOSTNAS_FAULTS"])
+if os.environ.get("GHOSTNAS_CONFIRM_FAULTS"):
+    _install_confirm(os.environ["GHOSTNAS_CONFIRM_FAULTS"])
 
 if __name__ == "__main__":
     import cli

@@ -5,17 +5,21 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
+from pathlib import Path
 
 import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
 
+from evaluators.evaluate import Evaluator
+from evaluators.flops import count_cost
 import search._search
 from search import SearchError, SearchSettings, create_or_load_study, open_storage, run_search
 from search._optuna import enqueued_params
 from search._search import _Worker, enqueue_baselines
-from spaces import load_space, reference
+from spaces import Choice, load_space, reference
 
 
 def settings(tiny_space, tmp_path, **overrides) -> SearchSettings:
@@ -134,13 +138,24 @@ def test_baselines_are_enqueued_once_and_run_first(tmp_path):
     assert first.user_attrs["config_id"] == reference("ghostnet-0.35x", preset="cifar", input_size=16).id
 
 
-def test_timeout_stops_after_the_running_trial(tiny_space, tmp_path):
-    s = settings(tiny_space, tmp_path, trials=50, timeout=0.5, objectives=("accuracy", "flops"))
+def test_timeout_stops_after_the_running_trial(tiny_space, tmp_path, monkeypatch):
+    # Each evaluation is made to take longer than the timeout (a real one, after a sleep), so
+    # however fast the machine, the deadline has passed when the first trial ends: it is never
+    # followed by a second. (Setup may already use up the time: then no trial starts at all.)
+    timeout = 0.5
+    real = Evaluator.evaluate
+
+    def slow(self, *args, **kwargs):
+        time.sleep(timeout)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Evaluator, "evaluate", slow)
+    s = settings(tiny_space, tmp_path, trials=50, timeout=timeout, objectives=("accuracy", "flops"))
     summary = run_search(s)
-    assert summary.timed_out and not summary.interrupted
-    # Setup (data, probe) may already use up 0.5 s; a trial that started runs to its end.
+    assert summary.timed_out and not summary.interrupted and summary.seconds >= timeout
     trials = optuna.load_study(study_name="t", storage=s.storage_url).get_trials()
     assert summary.finished == len(trials) <= 1 and summary.failed == 0
+    assert all(t.state == TrialState.COMPLETE for t in trials)  # the running trial ran to its end
 
 
 def test_without_a_rung_in_the_budget_validation_runs_once_per_trial(tiny_space, tmp_path):
@@ -165,19 +180,71 @@ def test_training_threads_split_the_cores_and_keep_a_lower_limit(tiny_space, tmp
         torch.set_num_threads(before)
 
 
-def test_early_stopping_prunes_and_records_why(tiny_space, tmp_path):
-    # Rungs at epochs 2 and 3 of 4; ratio 1.5 keeps the top 2/3 of the peers at each.
-    s = settings(tiny_space, tmp_path, trials=6, epochs=4, subset=400, rung_ratio=1.5, objectives=("accuracy", "flops"))
+def _extreme_params(space, *, largest: bool) -> dict:
+    """The space's point with every dimension at its cheapest (or costliest) end."""
+    def suggest(name, dim):
+        if isinstance(dim, Choice):
+            values = sorted(dim.values)
+            # A larger ghost ratio makes fewer channels by a conv: cheaper, unlike every other dimension.
+            return values[-1 if largest == (name != "ratio") else 0]
+        return dim.high if largest else dim.low
+
+    return space.sample(suggest)
+
+
+def _unlearnable_folder(root: Path, per_class: int = 30) -> Path:
+    """Two classes of the same grey image: a model sees one input, so it predicts one class for
+    every validation image and scores at most the share of that class, 0.5 here, by design."""
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (8, 8), (128, 128, 128)).save(root / cls / f"{i}.png")
+    return root
+
+
+def _add_peer(study, *, flops: float, accuracy: float, epochs: int) -> None:
+    """A finished trial that reached every epoch at ``accuracy``: a peer the rule compares with."""
+    study.add_trial(optuna.trial.create_trial(
+        values=[accuracy, flops], user_attrs={"scores": {"accuracy": accuracy, "flops": flops}, "epoch_accuracy": [accuracy] * epochs},
+    ))  # fmt: skip
+
+
+def test_early_stopping_prunes_the_loser_by_design_and_records_why(tiny_space, tmp_path):
+    """Constructed peers, real trials: two enqueued configs far apart in FLOPs train for real on
+    data no model can learn (accuracy <= 0.5); the cheap one's FLOPs band holds peers at 1.0, so
+    it must stop at the first rung, and the costly one's band holds peers at 0.0, so it must run
+    all its epochs. Nothing here depends on the CPU's floating-point kernels or the sampler."""
+    # Rungs at epochs 2 and 3 of 4 (ratio 1.5); 3 peers per band, each band's peers outside the other's.
+    s = settings(
+        tiny_space, tmp_path, trials=8, epochs=4, rung_ratio=1.5, objectives=("accuracy", "flops"),
+        dataset=str(_unlearnable_folder(tmp_path / "grey")), subset=None,
+    )  # fmt: skip
+    space = load_space(tiny_space)
+    study = create_or_load_study(s, space)
+    cheap, costly = (_extreme_params(space, largest=big) for big in (False, True))
+    flops = [count_cost(space.to_config(p, preset="cifar", num_classes=2, input_size=16)).flops for p in (cheap, costly)]
+    assert flops[1] > 1.2 * flops[0]  # the design needs two disjoint bands: FLOPs/1.9 and FLOPs*1.9
+    for _ in range(3):
+        _add_peer(study, flops=flops[0] / 1.9, accuracy=1.0, epochs=4)
+        _add_peer(study, flops=flops[1] * 1.9, accuracy=0.0, epochs=4)
+    study.enqueue_trial(cheap)
+    study.enqueue_trial(costly)
+
     run_search(s)
-    study = optuna.load_study(study_name="t", storage=s.storage_url)
-    pruned = study.get_trials(states=(TrialState.PRUNED,))
-    assert len(finished(study)) == 6 and len(pruned) >= 1
-    for t in pruned:
-        epoch = len(t.user_attrs["epoch_accuracy"])
-        assert epoch in (2, 3) and t.user_attrs["stopped"].startswith(f"epoch {epoch}: accuracy")
-    complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert all(len(t.user_attrs["epoch_accuracy"]) == 4 for t in complete)
-    assert not math.isnan(sum(t.values[0] for t in complete))
+    trials = {t.number: t for t in optuna.load_study(study_name="t", storage=s.storage_url).get_trials()}
+    loser, kept = trials[6], trials[7]
+    assert loser.params == cheap and kept.params == costly
+    assert loser.state == TrialState.PRUNED and len(loser.user_attrs["epoch_accuracy"]) == 2
+    assert loser.user_attrs["stopped"].startswith("epoch 2: accuracy ")
+    assert loser.user_attrs["stopped"].endswith("below the top 1/1.5 (1.000) of 3 trials with FLOPs within 2x")
+    assert loser.user_attrs["training"]["epochs_run"] == 2 and loser.user_attrs["training"]["stopped_early"]
+    assert kept.state == TrialState.COMPLETE and "stopped" not in kept.user_attrs
+    assert len(kept.user_attrs["epoch_accuracy"]) == 4 and kept.user_attrs["training"]["epochs_run"] == 4
+    assert all(0.0 <= a <= 0.5 for a in loser.user_attrs["epoch_accuracy"] + kept.user_attrs["epoch_accuracy"])
+    assert kept.values == [kept.user_attrs["scores"]["accuracy"], flops[1]]
+
 
 
 def median_flops(space_path, n=15) -> float:

@@ -43,6 +43,13 @@ def test_early_stopping_rungs_and_bands():
     assert es.check(epoch=3, epochs=5, accuracy=0.0, flops=12e6, peers=peers) is None  # not a rung
     assert es.check(epoch=2, epochs=5, accuracy=0.0, flops=50e6, peers=peers) is None  # no peers within 2x FLOPs
     assert es.check(epoch=2, epochs=5, accuracy=0.0, flops=12e6, peers=peers[:2]) is None  # too few peers
+    # Equal to the threshold keeps training; band edges (exactly 2x either way) count as peers.
+    assert es.check(epoch=2, epochs=5, accuracy=0.6, flops=12e6, peers=peers) is None
+    edges = [Peer(flops=f, epoch_accuracy=[0.9, 0.9]) for f in (5e6, 20e6, 20e6)]
+    assert es.check(epoch=2, epochs=5, accuracy=0.5, flops=10e6, peers=edges).endswith("(0.900) of 3 trials with FLOPs within 2x")
+    # A peer stopped before this rung has no accuracy for it: not a peer here.
+    short = [*peers[:2], Peer(flops=10e6, epoch_accuracy=[0.9])]
+    assert es.check(epoch=2, epochs=5, accuracy=0.0, flops=12e6, peers=short) is None
     with pytest.raises(SearchError):
         EarlyStopping(eta=1)
     with pytest.raises(SearchError):
