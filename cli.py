@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -37,19 +38,6 @@ class _Parser(argparse.ArgumentParser):
 # -- flags ----------------------------------------------------------------------------------------
 
 
-def _evaluation_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by eval and search: what data, what budget, which device."""
-    parser.add_argument("--dataset", help="digits (default, embedded), cifar10, cifar100, mnist, fashion-mnist, or an ImageFolder dir / .tar.gz")
-    parser.add_argument("--data-root", type=Path, help="where torchvision datasets live (read locally)")
-    parser.add_argument("--download", action="store_true", default=None, help="download a torchvision dataset into --data-root")
-    parser.add_argument("--subset", type=int, help="use this many images of the training data (stratified)")
-    parser.add_argument("--epochs", type=int, help="proxy training epochs")
-    parser.add_argument("--device", choices=("cpu", "cuda"), help="where latency is timed and training runs (default cpu)")
-    parser.add_argument("--threads", type=int, help="CPU threads for the latency probe (default 1)")
-    parser.add_argument("--latency-backend", choices=("torch", "onnxruntime"), help="time with PyTorch (default) or ONNX Runtime")
-    parser.add_argument("--latency-model", type=Path, help="a `ghostnas profile` file: predict latency on that device instead of timing here")
-
-
 def _profile_flags(prof: argparse.ArgumentParser) -> None:
     prof.add_argument("--out", type=Path, required=True, help="the latency-model JSON file to write (DEVICE.json)")
     prof.add_argument("--space", type=Path, help="search space YAML (default: spaces/ghostnet.yaml)")
@@ -66,6 +54,9 @@ def _profile_flags(prof: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from evaluators import MAX_SEED
+    from search import EVALUATION_FLAGS, add_setting_flags
+
     parser = _Parser(prog="ghostnas", description="Hardware-aware multi-objective search over the GhostNet design space.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
@@ -73,26 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("search", help="run or resume a search")
     search.add_argument("--config", type=Path, help="YAML/JSON file holding any of these flags (flags override it)")
-    search.add_argument("--space", type=Path, help="search space YAML (default: spaces/ghostnet.yaml)")
-    search.add_argument("--trials", type=int, help="models the study should have trained, samples a limit rejects not counted (default 16)")
-    search.add_argument("--timeout", type=float, help="stop after the trial running when S seconds have passed")
-    search.add_argument("--objectives", help="comma-separated: accuracy, latency_ms, flops, params")
-    search.add_argument("--sampler", help="tpe (default), nsga2, nsga3, gp, random")
-    search.add_argument("--max-flops", help="hard limit, e.g. 100M")
-    search.add_argument("--max-params", help="hard limit, e.g. 3M")
-    search.add_argument("--max-latency-ms", help="hard limit in milliseconds")
-    search.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None, help="enqueue the GhostNet width family first (default on)")
-    search.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=None, help="stop clear losers at epoch 2, 2x ratio, ... before the last (default on; nothing to stop at 2 epochs)")
-    search.add_argument("--rung-ratio", type=float, help="early stopping keeps the top 1/ratio at each rung, rungs ratio apart (default 3)")
-    search.add_argument("--workers", type=int, help="worker processes on this machine (default 1)")
-    search.add_argument("--storage", help="Optuna storage URL (default sqlite under --out)")
-    search.add_argument("--study", help="study name (default ghostnas); the same name resumes")
-    search.add_argument("--out", type=Path, help="output directory (default runs/<study>)")
-    search.add_argument("--seed", type=int, help="seed for the sampler and the data split (default 0)")
-    search.add_argument("--preset", choices=("cifar", "imagenet"), help="input layout (default cifar: 32x32, total stride 8)")
-    search.add_argument("--input-size", type=int, help="input resolution (default: the preset's)")
-    search.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default on)")
-    _evaluation_flags(search)
+    add_setting_flags(search)
 
     confirm = commands.add_parser("confirm", help="retrain the front with more training seeds; the front is then ranked on mean accuracy")
     confirm.add_argument("--study", required=True, help="study name")
@@ -128,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--skip-accuracy", action="store_true", help="no proxy training")
     evaluate.add_argument("--skip-latency", action="store_true", help="no latency probe")
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    evaluate.add_argument("--seed", type=int, default=0)
-    _evaluation_flags(evaluate)
+    evaluate.add_argument("--seed", type=int, default=0, help=f"training seed and data split (default 0, at most {MAX_SEED})")
+    add_setting_flags(evaluate, names=EVALUATION_FLAGS)
 
     _profile_flags(commands.add_parser("profile", help="time the space's building blocks on this device and write a latency model"))
     _train_parser(commands)
@@ -169,11 +141,21 @@ def _train_parser(commands: Any) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from evaluators import MAX_SEED, check_device
     from evaluators.calibration import calibrate
     from evaluators.evaluate import Evaluator
     from evaluators.latency import LatencyProbe, LatencySettings
     from evaluators.latency_model import LatencyModel
-    from spaces import reference
+    from spaces import check_int, reference
+
+    # Every setting is checked whether or not this run uses it.
+    check_device(args.device or "cpu")
+    check_int("--seed", args.seed, low=0, high=MAX_SEED)
+    if args.threads is not None:
+        check_int("--threads", args.threads, low=1, high=os.cpu_count() or 1, why="(the cores of this machine)")
+    for name in ("epochs", "subset", "input_size", "num_classes"):
+        if getattr(args, name) is not None:
+            check_int(f"--{name.replace('_', '-')}", getattr(args, name), low=1)
 
     if args.run:
         return _eval_run(args)
@@ -196,6 +178,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from evaluators.training import TrainSettings
 
         dataset = load_dataset(args.dataset or "digits", data_root=args.data_root, download=bool(args.download))
+        if args.num_classes is not None and args.num_classes != dataset.num_classes:
+            raise UsageError(
+                f"--num-classes {args.num_classes} differs from the {dataset.num_classes} classes of {dataset.name}, which "
+                f"proxy training uses; drop --num-classes, or add --skip-accuracy to score the config alone"
+            )
         data = proxy_split(dataset, seed=args.seed, subset=args.subset)
         config = config.replace(num_classes=len(dataset.classes))  # built for the data's classes
         train = {"device": device, "seed": args.seed}
@@ -206,7 +193,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         latency_model = LatencyModel.load(args.latency_model)
         latency_model.check(preset="cifar" if config.stem_stride == 1 else "imagenet", input_size=config.input_size)
     elif not args.skip_latency:
-        probe = LatencyProbe(settings=_settings(LatencySettings, device=device, threads=args.threads or 1, backend=args.latency_backend or "torch"))
+        probe = LatencyProbe(settings=_settings(LatencySettings, device=device, threads=1 if args.threads is None else args.threads, backend=args.latency_backend or "torch"))
         calibration = calibrate(probe, config)  # the reference of config's layout, timed in this process
     evaluation = Evaluator(probe=probe, calibration=calibration, latency_model=latency_model, data=data, train_settings=train_settings).evaluate(config)
     result = {"config_id": evaluation.config.id, "params": int(evaluation.scores["params"]), "flops": int(evaluation.scores["flops"])}
@@ -367,12 +354,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from search import SearchSettings, mask_url, run_search
 
     values = SearchSettings.from_file(args.config) if args.config else {}
-    flags = {
-        "study", "storage", "out", "trials", "timeout", "objectives", "sampler", "seed", "max_flops", "max_params",
-        "max_latency_ms", "baselines", "early_stopping", "rung_ratio", "workers", "space", "preset", "input_size",
-        "dataset", "data_root", "download", "subset", "epochs", "device", "threads", "latency_backend", "latency_model",
-        "progress",
-    }
+    flags = {field.name for field in dataclasses.fields(SearchSettings)}
     values.update({k: v for k, v in vars(args).items() if k in flags and v is not None})
     if args.quiet and "progress" not in values:
         values["progress"] = False
@@ -462,7 +444,7 @@ def _open_study(storage: str | None, study_name: str) -> Any:
     from search import default_storage_url, open_storage
 
     url = storage or default_storage_url(Path("runs") / study_name)
-    return open_study(storage=open_storage(url, must_exist=True), study_name=study_name)
+    return open_study(storage=open_storage(url, read_only=True), study_name=study_name)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -493,7 +475,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     front = pareto_front(load_trials(_open_study(args.storage, args.study)))
     if args.out is None:
-        sys.stdout.write(render(front, fmt=args.format))
+        _stdout().write(render(front, fmt=args.format))
     else:
         print(export(front, fmt=args.format, path=args.out))
     return 0
@@ -518,27 +500,46 @@ def _settings(cls: type, **values: Any) -> Any:
         raise UsageError(str(exc)) from None
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from evaluators.data import DataError
-    from evaluators.latency_model import LatencyModelError
-    from evaluators.trainer import RunError
-    from results import ResultsError
-    from search import SearchError
-    from spaces import ConfigError
+def _stdout() -> Any:
+    """Standard output, or a one-line error if it is closed (``>&-``): data has nowhere to go."""
+    if sys.stdout is None or sys.stdout.closed:
+        raise UsageError("standard output is closed: nothing can be printed (give --out FILE, or keep stdout open)")
+    return sys.stdout
 
-    return (UsageError, ConfigError, DataError, LatencyModelError, SearchError, ResultsError, RunError)
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from spaces import GhostNASError  # the root of ConfigError, DataError, LatencyModelError, RunError, SearchError, ResultsError
+
+    return (UsageError, GhostNASError)
+
+
+# Flags whose value may look like an option to argparse (``--max-flops -5M``): joined to their
+# flag as ``--max-flops=-5M``, so that the check of the value says what is wrong with it.
+_VALUE_FLAGS = re.compile(r"--(max-flops|max-params|max-latency-ms|seed|trials|timeout|workers|threads|epochs|subset|input-size|num-classes|width|runs|max-models|member|rung-ratio|val-fraction)")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    for arg in argv:
+        if out and _VALUE_FLAGS.fullmatch(out[-1]) and re.fullmatch(r"-[0-9.].*", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 COMMANDS = {"search": cmd_search, "confirm": cmd_confirm, "show": cmd_show, "export": cmd_export, "plot": cmd_plot, "eval": cmd_eval, "profile": cmd_profile, "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
+    debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(
             level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
         )
+        _stdout()  # every command prints its results there: refuse before any work
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("ghostnas: interrupted", file=sys.stderr)

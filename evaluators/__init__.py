@@ -5,6 +5,7 @@ model, or predicted by a device latency model that ``profile`` fits on the targe
 
 from __future__ import annotations
 
+from evaluators._device import DEVICES, check_device
 from evaluators.calibration import Calibration, calibrate
 from evaluators.data import DataError, ImageSet, load_dataset, proxy_split
 from evaluators.evaluate import Evaluation, Evaluator, Gate
@@ -12,10 +13,12 @@ from evaluators.flops import Cost, count_cost, count_model
 from evaluators.latency import LatencyProbe, LatencyResult, LatencySettings, cpu_model
 from evaluators.latency_model import LatencyModel, LatencyModelError
 from evaluators.profile import ProfileSettings, profile
-from evaluators.training import TrainingFailed, TrainResult, TrainSettings, train_proxy
+from evaluators.training import MAX_SEED, TrainingFailed, TrainResult, TrainSettings, train_proxy
 from evaluators.zero_cost import ZERO_COST_SCORES, zero_cost_scores
 
 __all__ = [
+    "DEVICES",
+    "MAX_SEED",
     "Calibration",
     "LatencyModel",
     "LatencyModelError",
@@ -35,6 +38,7 @@ __all__ = [
     "TrainSettings",
     "TrainingFailed",
     "ZERO_COST_SCORES",
+    "check_device",
     "count_cost",
     "cpu_model",
     "count_model",

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from spaces import GhostNASError, write_atomic
+
 __all__ = [
     "BUILTIN_DATASETS",
     "CACHE_MIN_IMAGES",
@@ -65,7 +67,7 @@ _CACHE_FORMAT = 1
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
-class DataError(ValueError):
+class DataError(GhostNASError):
     """Bad data input: the message is one line that names the path or value and the problem."""
 
 
@@ -226,17 +228,32 @@ def _load_archive(path: Path, *, image_size: int | None, cache: Path | None) -> 
     t = time.perf_counter()
     try:
         with tarfile.open(path, "r:" if path.name.lower().endswith(".tar") else "r:gz") as archive:
+            links = 0
             for member in archive:
-                parts = PurePosixPath(member.name).parts
-                if member.isfile() and not any(p.startswith(".") for p in parts):
+                parts = _member_parts(path, member)
+                if member.issym() or member.islnk():
+                    links += 1  # never followed: it could point anywhere
+                elif member.isfile() and not any(p.startswith(".") for p in parts):
                     blobs[parts] = archive.extractfile(member).read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise DataError(f"{path} is not a readable tar archive: {_one_line(exc)}") from None
+    if links:
+        log.warning("%s: skipped %d link member(s); an archive's images must be regular files", path, links)
     log.info("read %d files from %s in %.1f s", len(blobs), path, time.perf_counter() - t)
     classes, members = _index(list(blobs), where=str(path), class_dirs=None)
     entries = [(f"{path}:{'/'.join(parts)}", _bytes_opener(blobs[parts])) for parts, _ in members]
     labels = [label for _, label in members]
     return _decode_cached(entries, labels, classes, name=name, key=key, image_size=image_size, cache=cache)
+
+
+def _member_parts(path: Path, member: tarfile.TarInfo) -> tuple[str, ...]:
+    """A member's path parts; an absolute name or one that climbs out with ``..`` is bad input
+    (its class would be a folder outside the image tree: ``/`` or ``data`` for ``data/../x``)."""
+    name = member.name
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or ".." in parts or not parts:
+        raise DataError(f"{path}: member {name!r} is absolute or climbs out of the archive with '..'; refusing the archive")
+    return tuple(p for p in parts if p != ".")
 
 
 def _bytes_opener(blob: bytes) -> Callable[[], BinaryIO]:
@@ -320,13 +337,10 @@ def _read_cache(key: str, cache: Path | None, *, name: str) -> ImageSet | None:
 
 def _write_cache(key: str, cache: Path | None, data: ImageSet) -> None:
     path = _cache_path(key, cache)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        blob = {"images": data.images, "labels": data.labels, "classes": list(data.classes), "mirror_invariant": data.mirror_invariant}
-        torch.save(blob, tmp)
-        tmp.replace(path)  # atomic: concurrent workers never read a half-written file
-    except OSError as exc:  # a read-only cache only costs the next run a decode
+    blob = {"images": data.images, "labels": data.labels, "classes": list(data.classes), "mirror_invariant": data.mirror_invariant}
+    try:  # atomic: concurrent workers never read a half-written file
+        write_atomic(path, lambda stream: torch.save(blob, stream))
+    except GhostNASError as exc:  # a read-only cache only costs the next run a decode
         log.warning("cannot write cache file %s: %s", path, exc)
         return
     log.info("cached %d decoded images in %s", len(data), path)
@@ -448,6 +462,12 @@ def proxy_split(
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction!r}")
     counts = torch.tensor(data.class_counts())
+    if subset is None and int(counts.min()) < 2:
+        small = data.classes[int(counts.argmin())]
+        raise DataError(
+            f"data set {data.name} is too small: class {small!r} has {int(counts.min())} image(s); "
+            f"a search needs at least 2 images per class (one to train on, one to validate), more to learn anything"
+        )
     total = len(data) if subset is None else subset
     if isinstance(total, bool) or not isinstance(total, int) or not 2 * data.num_classes <= total <= len(data):
         raise DataError(

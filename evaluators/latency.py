@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 from evaluators._denormals import flush_denormals
-from spaces import GhostNetConfig, build_model, reference
+from evaluators._device import check_device
+from spaces import GhostNASError, GhostNetConfig, build_model, check_choice, check_int, check_number, reference, write_atomic
 
 __all__ = ["LatencyProbe", "LatencyResult", "LatencySettings", "cpu_model", "default_cache_dir"]
 
@@ -93,7 +94,7 @@ class LatencySettings:
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("memory_format", self.memory_format, MEMORY_FORMATS)
         _check_choice("clock", self.clock, CLOCKS)
-        _check_int("threads", self.threads, low=1)
+        _check_int("threads", self.threads, low=1, high=os.cpu_count() or 1, why="(the cores of this machine)")
         _check_int("batch_size", self.batch_size, low=1)
         if self.input_size is not None:
             _check_int("input_size", self.input_size, low=8)
@@ -104,11 +105,11 @@ class LatencySettings:
         _check_positive("max_seconds", self.max_seconds)
         _check_positive("target_spread", self.target_spread)
         if not isinstance(self.reference, bool):
-            raise ValueError(f"latency reference must be true or false, got {self.reference!r}")
+            raise GhostNASError(f"latency reference must be true or false, got {self.reference!r}")
         if self.backend == "onnxruntime" and self.device != "cpu":
-            raise ValueError("latency backend 'onnxruntime' times on device 'cpu' only")
+            raise GhostNASError("latency backend 'onnxruntime' times on device 'cpu' only")
         if self.clock == "cpu" and (self.device != "cpu" or self.threads != 1):
-            raise ValueError("latency clock 'cpu' needs device 'cpu' and 1 thread (other threads' time is not the caller's)")
+            raise GhostNASError("latency clock 'cpu' needs device 'cpu' and 1 thread (other threads' time is not the caller's)")
 
     @property
     def resolved_clock(self) -> str:
@@ -169,8 +170,7 @@ class LatencyProbe:
     def __init__(self, *, settings: LatencySettings | None = None, cache_dir: Path | None = None) -> None:
         self.settings = settings or LatencySettings()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        if self.settings.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("latency device 'cuda' requested but torch sees no CUDA device")
+        check_device(self.settings.device)
         self._ort = _import_onnxruntime() if self.settings.backend == "onnxruntime" else None
         self._formats: dict[str, str] = {}
         self._references: dict[tuple[int, int, int, str], Runner] = {}
@@ -380,13 +380,9 @@ class LatencyProbe:
         if not isinstance(data, dict):
             data = {}
         data[key] = entry
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Write then rename: workers of one search may share the file.
-            with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-                json.dump(data, tmp, indent=2, sort_keys=True)
-            os.replace(tmp.name, path)
-        except OSError as exc:
+        try:  # write then rename: workers of one search may share the file
+            write_atomic(path, json.dumps(data, indent=2, sort_keys=True))
+        except GhostNASError as exc:
             log.warning("cannot write latency cache %s (%s); the choice holds for this process only", path, exc)
 
 
@@ -464,7 +460,7 @@ def _import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise ValueError("latency backend 'onnxruntime' needs onnxruntime: pip install 'ghostnas[onnx]'") from None
+        raise GhostNASError("latency backend 'onnxruntime' needs onnxruntime: pip install 'ghostnas[onnx]'") from None
     return onnxruntime
 
 
@@ -502,21 +498,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value: Any, *, low: int, why: str = "") -> None:
-    if not _is_int(value) or value < low:
-        raise ValueError(f"latency {name} must be an integer >= {low}{' ' + why if why else ''}, got {value!r}")
+def _check_int(name: str, value: Any, *, low: int, high: int | None = None, why: str = "") -> None:
+    check_int(f"latency {name}", value, low=low, high=high, why=why)
 
 
 def _check_positive(name: str, value: Any) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and value > 0
-    if not ok:
-        raise ValueError(f"latency {name} must be a positive number, got {value!r}")
+    check_number(f"latency {name}", value, low=0, low_open=True)
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"latency {name} must be one of {', '.join(choices)}, got {value!r}")
+    check_choice(f"latency {name}", value, choices)

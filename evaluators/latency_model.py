@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spaces import GhostNetConfig, build_model
+from spaces import GhostNASError, GhostNetConfig, build_model
 
 __all__ = ["FEATURES", "FORMAT", "LatencyModel", "LatencyModelError", "Unit", "config_units"]
 
@@ -34,7 +34,7 @@ KINDS = ("stem", "block", "head")
 FEATURES = (*(f"is_{k}" for k in KINDS), "layers", "dense_mmacs", "depthwise_mmacs", "activations_100k")
 
 
-class LatencyModelError(ValueError):
+class LatencyModelError(GhostNASError):
     """A latency model file that cannot be used (missing, malformed, for other settings): one line."""
 
 

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from evaluators._denormals import flush_denormals
 from evaluators.data import ImageSet, augment_batch, resize
 from evaluators.training import _learning_rate
-from spaces import GhostNetConfig, build_model
+from spaces import GhostNASError, GhostNetConfig, build_model
 
 __all__ = ["CHECKPOINT_FILE", "REQUEST_FILE", "RunError", "RunSettings", "TrainedRun", "atomic_write", "train_run"]
 
@@ -49,7 +49,7 @@ _CHECKPOINT_FORMAT = 1
 _EVAL_BATCH = 512
 
 
-class RunError(ValueError):
+class RunError(GhostNASError):
     """A run directory that cannot be used (another command's, a damaged checkpoint), or an
     export that failed its check; the message is one line."""
 

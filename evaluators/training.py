@@ -27,10 +27,11 @@ from torch import nn
 from tqdm import tqdm
 
 from evaluators._denormals import flush_denormals
+from evaluators._device import check_device
 from evaluators.data import ImageSet, augment_batch, resize
-from spaces import GhostNetConfig, build_model
+from spaces import GhostNetConfig, build_model, check_int
 
-__all__ = ["TrainResult", "TrainSettings", "TrainingFailed", "recalibrate_bn", "train_proxy"]
+__all__ = ["MAX_SEED", "TrainResult", "TrainSettings", "TrainingFailed", "recalibrate_bn", "train_proxy"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ class TrainingFailed(RuntimeError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+# Seeds reach numpy's and Optuna's samplers, which take seeds below 2**32; a search adds its
+# worker index to its seed, so the bound leaves room for that.
+MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,8 @@ class TrainSettings:
             raise ValueError(f"threads must be a positive integer or None, got {self.threads!r}")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise ValueError(f"time_limit_s must be positive or None, got {self.time_limit_s!r}")
-        if self.device.split(":")[0] not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        check_device(self.device)
+        check_int("seed", self.seed, low=0, high=MAX_SEED)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from spaces import ConfigError, GhostNetConfig
-from results._atomic import write_atomic
+from spaces import ConfigError, GhostNetConfig, write_atomic
 from results._format import OBJECTIVES
 from results._frame import ResultsError
 
@@ -39,7 +38,7 @@ def render(front: pd.DataFrame, *, fmt: str) -> str:
 
 def export(front: pd.DataFrame, *, fmt: str, path: str | Path) -> Path:
     """Write ``render(front, fmt=fmt)`` to ``path`` atomically; returns the path."""
-    return write_atomic(path, render(front, fmt=fmt))
+    return write_atomic(path, render(front, fmt=fmt), error=ResultsError)
 
 
 def read_exported(path: str | Path) -> list[GhostNetConfig]:
@@ -221,6 +220,8 @@ def _configs_from_json(text: str, path: Path) -> list[GhostNetConfig]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:  # a hostile file nested 100,000 levels deep
+        raise ResultsError(f"{path} is nested too deeply to be a config or an export (a hostile or broken file)") from None
     if isinstance(data, dict):  # a single config file rather than an export
         return [GhostNetConfig.from_dict(data)]
     if not isinstance(data, list) or not all(isinstance(m, dict) and "config" in m for m in data):

@@ -15,13 +15,14 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
+from spaces import GhostNASError
 from results._format import ACCURACY_RUNS_KEY, FORMAT_VERSION, OBJECTIVES, STAGE_SECONDS, StudyAttr, TrialAttr, is_feasible
 from results._signal import signal_note
 
 __all__ = ["ResultsError", "load_trials", "open_study"]
 
 
-class ResultsError(ValueError):
+class ResultsError(GhostNASError):
     """A study that cannot be opened or read, or an export/plot request that cannot be met."""
 
 

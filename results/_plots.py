@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from results._atomic import write_atomic
+from spaces import write_atomic
 from results._format import OBJECTIVES
 from results._frame import ResultsError, load_trials, scored, scored_mask
 from results._pareto import REFERENCE_POINT, hypervolume, hypervolume_history, normalisation_bounds, pareto_front
@@ -145,8 +145,13 @@ def _importance_data(frame: pd.DataFrame) -> tuple[dict[str, float], str | None]
         for row in points.itertuples(index=False)
     ]
     storage = optuna.storages.InMemoryStorage()
-    # Made through the storage, not create_study, which would log a "new study" line.
-    storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], study_name="importance")
+    # Optuna logs "A new study created in memory" at INFO through its own handler, whatever -q says.
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], study_name="importance")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     study = optuna.Study(study_name="importance", storage=storage)
     study.add_trials(trials)
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
@@ -369,12 +374,12 @@ def write_plots(data: optuna.Study | pd.DataFrame, out_dir: str | Path) -> Path:
     """
     frame = load_trials(data) if isinstance(data, optuna.Study) else data
     out_dir = Path(out_dir)
-    write_atomic(out_dir / "plotly.min.js", get_plotlyjs())
+    write_atomic(out_dir / "plotly.min.js", get_plotlyjs(), error=ResultsError)
     for filename, title, draw in _PAGES:
         fig = draw(frame)
         page = fig.to_html(include_plotlyjs="directory", full_html=True, div_id=filename.removesuffix(".html"))
-        write_atomic(out_dir / filename, page.replace("<head>", f"<head>\n<title>{html.escape(title)}</title>", 1))
-    return write_atomic(out_dir / "index.html", _index(frame))
+        write_atomic(out_dir / filename, page.replace("<head>", f"<head>\n<title>{html.escape(title)}</title>", 1), error=ResultsError)
+    return write_atomic(out_dir / "index.html", _index(frame), error=ResultsError)
 
 
 def _index(frame: pd.DataFrame) -> str:

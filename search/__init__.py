@@ -9,11 +9,12 @@ from search._objectives import OBJECTIVES, Limits, SearchError, parse_count, par
 from search._proxy import ProxyContext, study_settings
 from search._samplers import SAMPLERS, make_sampler
 from search._search import SearchSummary, create_or_load_study, run_search
-from search._settings import SearchSettings
+from search._settings import EVALUATION_FLAGS, SearchSettings, add_setting_flags
 from search._stop import StopRequest
 from search._storage import default_storage_url, mask_url, open_storage
 
 __all__ = [
+    "EVALUATION_FLAGS",
     "ConfirmSettings",
     "ConfirmSummary",
     "EarlyStopping",
@@ -26,6 +27,7 @@ __all__ = [
     "SearchSettings",
     "SearchSummary",
     "StopRequest",
+    "add_setting_flags",
     "confirm_study",
     "create_or_load_study",
     "default_storage_url",

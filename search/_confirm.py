@@ -32,13 +32,14 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from evaluators import check_device
 from evaluators.training import TrainingFailed
 from results import ACCURACY_RUNS_KEY, StudyAttr, load_trials, open_study, pareto_front
 from search._objectives import SearchError
 from search._proxy import ProxyContext
 from search._stop import StopRequest
 from search._storage import default_storage_url, open_storage
-from spaces import GhostNetConfig
+from spaces import GhostNASError, GhostNetConfig
 
 __all__ = ["ConfirmSettings", "ConfirmSummary", "confirm_study"]
 
@@ -64,8 +65,11 @@ class ConfirmSettings:
                 raise SearchError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if self.runs < 2:
             raise SearchError(f"--runs must be at least 2 (the search's run and one more), got {self.runs}")
-        if self.device not in (None, "cpu", "cuda"):
-            raise SearchError(f"--device must be cpu or cuda, got {self.device!r}")
+        if self.device is not None:
+            try:
+                check_device(self.device)
+            except GhostNASError as exc:
+                raise SearchError(str(exc)) from None
         for name in ("data_root", "out"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))

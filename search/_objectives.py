@@ -9,21 +9,32 @@ from dataclasses import dataclass
 
 from results import OBJECTIVES
 
+from spaces import GhostNASError
+
 __all__ = ["OBJECTIVES", "Limits", "SearchError", "parse_count", "parse_objectives"]
 
 
-class SearchError(ValueError):
+class SearchError(GhostNASError):
     """Bad search input (flags, config file, storage): the CLI shows it as one line, exit 2."""
 
 
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9}
 
 
-def parse_objectives(text: str | list[str]) -> tuple[str, ...]:
-    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
-    unknown = [n for n in names if n not in OBJECTIVES]
-    if unknown or not names:
-        raise SearchError(f"unknown objective {', '.join(unknown) or '(none)'}: choose from {', '.join(OBJECTIVES)}")
+def parse_objectives(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``accuracy,flops`` or a list of names: known, non-empty, each once."""
+    choose = f"choose from {', '.join(OBJECTIVES)}"
+    if isinstance(text, str):
+        names: list[object] = [n.strip() for n in text.split(",")]
+    elif isinstance(text, (list, tuple)):
+        names = list(text)
+    else:
+        raise SearchError(f"--objectives must be a comma-separated string or a list of names, got {text!r}; {choose}")
+    if not names or any(n == "" for n in names):
+        raise SearchError(f"--objectives {text!r} has an empty name (a stray comma?); {choose}")
+    unknown = [n for n in names if not isinstance(n, str) or n not in OBJECTIVES]
+    if unknown:
+        raise SearchError(f"--objectives: unknown objective {', '.join(n if isinstance(n, str) else repr(n) for n in unknown)}: {choose}")
     if len(set(names)) != len(names):
         raise SearchError(f"objectives repeat a name: {','.join(names)}")
     return tuple(names)
@@ -31,12 +42,16 @@ def parse_objectives(text: str | list[str]) -> tuple[str, ...]:
 
 def parse_count(text: str | int | float, *, name: str) -> float:
     """``100M``, ``2.5M``, ``800K``, ``1G`` or a plain number; positive and finite."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgG]?)\s*", str(text))
+    if isinstance(text, bool):
+        raise SearchError(f"{name} must be a number with an optional K/M/G suffix (like 100M or 2.5M), got {text!r}")
+    match = re.fullmatch(r"\s*([+-]?)([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgG]?)\s*", str(text))
     if not match:
         raise SearchError(f"{name} must be a number with an optional K/M/G suffix (like 100M or 2.5M), got {text!r}")
-    value = float(match.group(1)) * _SUFFIXES[match.group(2).upper()]
-    if not math.isfinite(value) or value <= 0:
-        raise SearchError(f"{name} must be positive, got {text!r}")
+    value = float(match.group(2)) * _SUFFIXES[match.group(3).upper()]
+    if not math.isfinite(value):
+        raise SearchError(f"{name} must be a finite number (like 100M or 2.5M), got {text!r}")
+    if match.group(1) == "-" or value <= 0:
+        raise SearchError(f"{name} must be positive (like 100M or 2.5M), got {text!r}")
     return value
 
 

@@ -64,9 +64,11 @@ class ProxyContext:
     def for_study(cls, study: optuna.Study, /, **overrides: Any) -> tuple[SearchSettings, ProxyContext]:
         """The settings ``study`` recorded (with ``overrides``) and its context, checked against
         its proxy record and on its seed; SearchError if the study cannot be retrained."""
+        # (a --device given was checked already; the settings' own check would name the flag)
+        recorded = (study.user_attrs.get(StudyAttr.SETTINGS) or {}).get("device", "cpu")
+        if overrides.get("device") is None and str(recorded).startswith("cuda") and not torch.cuda.is_available():
+            raise SearchError(f"study {study.study_name!r} trained on {recorded}, which this machine lacks; pass --device cpu")
         settings = study_settings(study, **overrides)
-        if settings.device == "cuda" and not torch.cuda.is_available():
-            raise SearchError(f"study {study.study_name!r} trained on cuda, which this machine lacks; pass --device cpu")
         context = cls.from_settings(settings)
         check_record(study.study_name, study.user_attrs.get(StudyAttr.PROXY), context.record)
         return settings, context.on_study(study)

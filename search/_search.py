@@ -437,10 +437,11 @@ def run_search(settings: SearchSettings) -> SearchSummary:
     with logging_redirect_tqdm() if settings.progress else contextlib.nullcontext():
         try:
             with worker.stop.catching(signal.SIGINT, signal.SIGTERM):
-                if settings.workers == 1:
+                workers = _workers_to_start(settings, worker.study)
+                if workers == 1:
                     completed = worker.work(target=settings.trials, deadline=deadline, lock=lock, progress=progress)
                 else:
-                    completed = _run_workers(settings, worker, deadline, progress)
+                    completed = _run_workers(dataclasses.replace(settings, workers=workers), worker, deadline, progress)
         except KeyboardInterrupt:
             interrupted, completed = True, False
             log.warning("interrupted: a trial cut off is marked failed; run the same command to resume")
@@ -459,6 +460,15 @@ def run_search(settings: SearchSettings) -> SearchSummary:
         timed_out=not completed and not interrupted,
         seconds=time.monotonic() - start,
     )
+
+
+def _workers_to_start(settings: SearchSettings, study: optuna.Study) -> int:
+    """``--workers``, but no more than the trials still to run (each process costs memory)."""
+    left = settings.trials - sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+    if settings.workers > max(1, left):
+        log.warning("--workers %d: only %d trial(s) left to run; starting %d worker(s)", settings.workers, max(0, left), max(1, left))
+        return max(1, left)
+    return settings.workers
 
 
 def _run_workers(settings: SearchSettings, worker: _Worker, deadline: float | None, progress: Progress) -> bool:

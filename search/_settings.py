@@ -2,54 +2,73 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import os
 import re
+import types as types_module
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from spaces import ConfigError, read_data_file
+from evaluators import DEVICES, MAX_SEED, check_device
+from evaluators.latency import BACKENDS
+from spaces import PRESETS, ConfigError, GhostNASError, check_int, check_number, read_data_file, write_atomic
 
 from search._objectives import Limits, SearchError, parse_count, parse_objectives
 from search._samplers import SAMPLERS
 from search._storage import default_storage_url, mask_url
 
-__all__ = ["SearchSettings"]
+__all__ = ["EVALUATION_FLAGS", "SearchSettings", "add_setting_flags"]
+
+
+def _flag(default: Any, help: str, **argparse: Any) -> Any:
+    """A setting that is also a command-line flag: ``--name-with-dashes``, with this help."""
+    return dataclasses.field(default=default, metadata={"help": help, **argparse})
+
+
+# Flags ``eval`` shares with ``search`` (the data, the budget, the device).
+EVALUATION_FLAGS = ("dataset", "data_root", "download", "subset", "epochs", "device", "threads", "latency_backend", "latency_model")
 
 
 @dataclass(frozen=True)
 class SearchSettings:
-    study: str = "ghostnas"
-    storage: str | None = None  # None: SQLite in ``out``
-    out: Path | None = None  # None: runs/<study>
-    trials: int = 16
-    timeout: float | None = None  # seconds; stops after the trial running then
-    objectives: tuple[str, ...] = ("accuracy", "latency_ms", "flops")
-    sampler: str = "tpe"
-    seed: int = 0
-    max_flops: float | None = None
-    max_params: float | None = None
-    max_latency_ms: float | None = None
-    baselines: bool = True
-    early_stopping: bool = True
-    rung_ratio: float = 3.0
-    workers: int = 1
-    space: Path | None = None  # None: spaces/ghostnet.yaml
-    preset: str = "cifar"
-    input_size: int | None = None  # None: the preset's
-    dataset: str = "digits"
-    data_root: Path | None = None
-    download: bool = False
-    subset: int | None = None
-    val_fraction: float = 0.2
-    epochs: int | None = None  # None: the trainer's default
-    device: str = "cpu"
-    threads: int = 1  # latency probe threads
-    latency_backend: str = "torch"
-    latency_model: Path | None = None  # a `ghostnas profile` file: predict latency instead of timing
-    progress: bool = True
+    """Every setting of a search. The one schema: the ``search`` flags (names, types, help) and
+    the ``--config`` file's keys and types are derived from these fields."""
+
+    study: str = _flag("ghostnas", "study name (default ghostnas); the same name resumes")
+    storage: str | None = _flag(None, "Optuna storage URL (default sqlite under --out)")
+    out: Path | None = _flag(None, "output directory (default runs/<study>)")
+    trials: int = _flag(16, "finished trials the study should have (default 16)")
+    timeout: float | None = _flag(None, "stop after the trial running when S seconds have passed")
+    objectives: tuple[str, ...] | str = _flag(("accuracy", "latency_ms", "flops"), "comma-separated: accuracy, latency_ms, flops, params")
+    sampler: str = _flag("tpe", "tpe (default), nsga2, nsga3, gp, random")
+    seed: int = _flag(0, f"seed for the sampler and the data split (default 0, at most {MAX_SEED})")
+    max_flops: float | str | None = _flag(None, "hard limit, e.g. 100M")
+    max_params: float | str | None = _flag(None, "hard limit, e.g. 3M")
+    max_latency_ms: float | str | None = _flag(None, "hard limit in milliseconds")
+    baselines: bool = _flag(True, "enqueue the GhostNet width family first (default on)")
+    early_stopping: bool = _flag(True, "stop clear losers at epoch 2, 2x ratio, ... before the last (default on; nothing to stop at 2 epochs)")
+    rung_ratio: float = _flag(3.0, "early stopping keeps the top 1/ratio at each rung, rungs ratio apart (default 3)")
+    workers: int = _flag(1, "worker processes on this machine (default 1; at most 4 per core, and no more than trials left)")
+    space: Path | None = _flag(None, "search space YAML (default: spaces/ghostnet.yaml)")
+    preset: str = _flag("cifar", "input layout (default cifar: 32x32, total stride 8)", choices=tuple(PRESETS))
+    input_size: int | None = _flag(None, "input resolution (default: the preset's)")
+    dataset: str = _flag("digits", "digits (default, embedded), cifar10, cifar100, mnist, fashion-mnist, or an ImageFolder dir / .tar.gz")
+    data_root: Path | None = _flag(None, "where torchvision datasets live (read locally)")
+    download: bool = _flag(False, "download a torchvision dataset into --data-root")
+    subset: int | None = _flag(None, "use this many images of the training data (stratified)")
+    val_fraction: float = _flag(0.2, "share of the (subset of the) data held out for validation (default 0.2)")
+    epochs: int | None = _flag(None, "proxy training epochs")  # None: the trainer's default
+    device: str = _flag("cpu", "where latency is timed and training runs (default cpu)", choices=DEVICES)
+    threads: int = _flag(1, "CPU threads for the latency probe (default 1, at most the cores)")
+    latency_backend: str = _flag("torch", "time with PyTorch (default) or ONNX Runtime", choices=BACKENDS)
+    latency_model: Path | None = _flag(None, "a `ghostnas profile` file: predict latency with it instead of timing")
+    progress: bool = _flag(True, "progress bar (default on)")
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", str(self.study)):
@@ -58,28 +77,29 @@ class SearchSettings:
         for name in ("max_flops", "max_params", "max_latency_ms"):
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, parse_count(value, name=f"--{name.replace('_', '-')}"))
-        _positive_int("trials", self.trials)
-        _positive_int("workers", self.workers)
-        _positive_int("threads", self.threads)
-        if self.timeout is not None and not (isinstance(self.timeout, (int, float)) and self.timeout > 0):
-            raise SearchError(f"--timeout must be a positive number of seconds, got {self.timeout!r}")
+                object.__setattr__(self, name, parse_count(value, name=_flag_name(name)))
+        cores = os.cpu_count() or 1
+        _int("trials", self.trials, low=1)
+        _int("workers", self.workers, low=1, high=4 * cores, why=f"(4 per core of this machine's {cores})")
+        _int("threads", self.threads, low=1, high=cores, why="(the cores of this machine)")
+        _int("seed", self.seed, low=0, high=MAX_SEED)
+        for name in ("epochs", "subset", "input_size"):
+            if getattr(self, name) is not None:
+                _int(name, getattr(self, name), low=1)
+        if self.timeout is not None:
+            check_number("--timeout", self.timeout, low=0, low_open=True, error=SearchError)
+        if not (isinstance(self.val_fraction, float) and 0 < self.val_fraction < 1):
+            raise SearchError(f"--val-fraction must be a number between 0 and 1 (both excluded), got {self.val_fraction!r}")
+        check_number("--rung-ratio", self.rung_ratio, low=1, low_open=True, error=SearchError)
         if self.sampler not in SAMPLERS:
             raise SearchError(f"unknown sampler {self.sampler!r}: choose from {', '.join(SAMPLERS)}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise SearchError(f"--seed must be a non-negative integer, got {self.seed!r}")
-        if self.device not in ("cpu", "cuda"):
-            raise SearchError(f"--device must be cpu or cuda, got {self.device!r}")
-        if self.epochs is not None:
-            _positive_int("epochs", self.epochs)
-        if self.subset is not None:
-            _positive_int("subset", self.subset)
-        if self.input_size is not None:
-            _positive_int("input-size", self.input_size)
-        if not (isinstance(self.val_fraction, float) and 0 < self.val_fraction < 1):
-            raise SearchError(f"--val-fraction must be between 0 and 1, got {self.val_fraction!r}")
-        if not (isinstance(self.rung_ratio, (int, float)) and self.rung_ratio > 1):
-            raise SearchError(f"--rung-ratio must be > 1, got {self.rung_ratio!r}")
+        for name, choices in (("preset", tuple(PRESETS)), ("latency_backend", BACKENDS)):
+            if getattr(self, name) not in choices:
+                raise SearchError(f"{_flag_name(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        try:
+            check_device(self.device)
+        except GhostNASError as exc:
+            raise SearchError(str(exc)) from None
         for name in ("space", "data_root", "out", "latency_model"):
             value = getattr(self, name)
             if value is not None:
@@ -123,27 +143,60 @@ class SearchSettings:
         unknown = sorted(set(settings) - known)
         if unknown:
             raise SearchError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+        hints = typing.get_type_hints(cls)
         for key, value in settings.items():
-            expected = _TYPES.get(key)
-            if expected and value is not None and not isinstance(value, expected):
-                raise SearchError(f"config file {path}: {key} has the wrong type ({type(value).__name__})")
+            expected = _file_types(hints[key])
+            if value is not None and (not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected)):
+                allowed = " or ".join(sorted({_TYPE_NAMES.get(t, t.__name__) for t in expected}))
+                raise SearchError(f"config file {path}: {key} has the wrong type ({type(value).__name__}: {value!r}); it takes {allowed}")
         return settings
 
     def save(self, path: Path) -> None:
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        write_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False), error=SearchError)
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "study": (str,), "storage": (str,), "out": (str,), "trials": (int,), "timeout": (int, float),
-    "objectives": (str, list), "sampler": (str,), "seed": (int,), "max_flops": (str, int, float),
-    "max_params": (str, int, float), "max_latency_ms": (str, int, float), "baselines": (bool,),
-    "early_stopping": (bool,), "rung_ratio": (int, float), "workers": (int,), "space": (str,),
-    "preset": (str,), "input_size": (int,), "dataset": (str,), "data_root": (str,), "download": (bool,),
-    "subset": (int,), "val_fraction": (float,), "epochs": (int,), "device": (str,), "threads": (int,),
-    "latency_backend": (str,), "latency_model": (str,), "progress": (bool,),
-}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list"}
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SearchError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+def _file_types(hint: Any) -> tuple[type, ...]:
+    """The YAML/JSON types a field takes in a config file, from its annotation."""
+    types: list[type] = []
+    for t in typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types_module.UnionType) else (hint,):
+        if t is type(None):
+            continue
+        if typing.get_origin(t) is tuple:
+            types.append(list)
+        elif t is Path:
+            types.append(str)
+        elif t is float:
+            types += [int, float]
+        else:
+            types.append(t)
+    return tuple(types)
+
+
+def _flag_name(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def _int(name: str, value: Any, *, low: int, high: int | None = None, why: str = "") -> None:
+    check_int(_flag_name(name), value, low=low, high=high, why=why, error=SearchError)
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, *, names: Sequence[str] | None = None) -> None:
+    """Add the flags of ``names`` (default: every setting) to ``parser``, typed from the fields.
+
+    Every flag defaults to None, so that a ``--config`` file's values stand unless a flag is given.
+    """
+    hints = typing.get_type_hints(SearchSettings)
+    for field in dataclasses.fields(SearchSettings):
+        if names is not None and field.name not in names:
+            continue
+        meta = dict(field.metadata)
+        kwargs: dict[str, Any] = {"help": meta.pop("help"), "default": None, **meta}
+        types = _file_types(hints[field.name])
+        if bool in types:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif "choices" not in kwargs:
+            kwargs["type"] = Path if Path in typing.get_args(hints[field.name]) + (hints[field.name],) else next((t for t in (int, float) if types == _file_types(t)), str)
+        parser.add_argument(_flag_name(field.name), **kwargs)

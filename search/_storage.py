@@ -15,10 +15,12 @@ period, a restarted search also fails the RUNNING trials of dead worker processe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import socket
+import sqlite3
 import time
 import warnings
 from pathlib import Path
@@ -75,16 +77,21 @@ def _journal_path(url: str) -> Path | None:
     return Path(url) if "://" not in url else None
 
 
-def open_storage(url: str, *, must_exist: bool = False) -> BaseStorage:
+def open_storage(url: str, *, must_exist: bool = False, read_only: bool = False) -> BaseStorage:
     """An Optuna storage for ``url``; SearchError (one line, no password) if it cannot be opened.
 
-    ``must_exist`` refuses to create a new SQLite or journal file (for show/export/plot).
+    ``must_exist`` refuses to create a new SQLite or journal file (confirm). ``read_only`` (show,
+    export, plot) also refuses a file that is not already an Optuna storage (a zero-byte
+    ``study.db`` would otherwise become a new database) and changes nothing in it: no folder
+    is made, no journal mode is set.
     """
+    must_exist = must_exist or read_only
     journal = _journal_path(url)
     if journal is not None:
         if must_exist and not journal.is_file():
             raise SearchError(f"no journal storage at {journal}")
-        _ensure_parent(journal)
+        if not read_only:
+            _ensure_parent(journal)
         try:
             return JournalStorage(JournalFileBackend(str(journal)))
         except (OSError, ValueError) as exc:
@@ -97,7 +104,10 @@ def open_storage(url: str, *, must_exist: bool = False) -> BaseStorage:
             raise SearchError(f"storage {url!r}: give SQLite a file, sqlite:///path/study.db")
         if must_exist and not path.is_file():
             raise SearchError(f"no SQLite storage at {path}")
-        _ensure_parent(path)
+        if read_only:
+            _check_optuna_sqlite(path)
+        else:
+            _ensure_parent(path)
         # Workers writing at once wait for the file lock instead of failing with
         # "database is locked" (SQLite's default wait is 5 s; a trial's bookkeeping can take longer).
         engine_kwargs["connect_args"] = {"timeout": 120}
@@ -120,7 +130,7 @@ def open_storage(url: str, *, must_exist: bool = False) -> BaseStorage:
                     grace_period=6 * HEARTBEAT_SECONDS,
                     heartbeat_stale_trial_callback=RETRY,
                 )
-            if url.startswith("sqlite:"):
+            if url.startswith("sqlite:") and not read_only:
                 _use_wal(storage)
             return storage
         except ImportError as exc:
@@ -132,6 +142,25 @@ def open_storage(url: str, *, must_exist: bool = False) -> BaseStorage:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SearchError(f"cannot open storage {mask_url(url)}: {_scrub(first, url)}") from None
     raise AssertionError("unreachable")
+
+
+def _check_optuna_sqlite(path: Path) -> None:
+    """Refuse, without writing to it, a file that is not an SQLite database holding Optuna's tables."""
+    try:
+        with path.open("rb") as file:
+            header = file.read(16)
+    except OSError as exc:
+        raise SearchError(f"cannot read storage {path}: {exc.strerror or exc}") from None
+    if header != b"SQLite format 3\x00":
+        what = "an empty file" if not header else "not an SQLite database"
+        raise SearchError(f"storage {path} is {what}, not an Optuna study database; give the study.db a search wrote")
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as exc:
+        raise SearchError(f"cannot open storage {path}: {exc}") from None
+    if not {"studies", "trials", "version_info"} <= tables:
+        raise SearchError(f"storage {path} is an SQLite database without Optuna's tables, not an Optuna study database")
 
 
 def _lost_schema_race(exc: Exception) -> bool:

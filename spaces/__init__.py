@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from spaces._checks import GhostNASError, check_choice, check_int, check_number, check_odd
 from spaces._config import BLOCK_TYPES, MODULES, Block, ConfigError, GhostNetConfig, make_divisible, read_data_file
+from spaces._files import check_writable_target, write_atomic
 from spaces._space import Choice, Dimension, Fixed, IntRange, SearchSpace, StageSpace, default_space_path, load_space, random_suggest
 from spaces._reference import FAMILY_REFERENCES, OFFICIAL_CFGS, PRESETS, REFERENCE_WIDTHS, apply_preset, reference, reference_names
 
@@ -41,6 +43,7 @@ __all__ = [
     "load_space",
     "random_suggest",
     "ConfigError",
+    "GhostNASError",
     "GhostBottleneck",
     "GhostModule",
     "GhostNet",
@@ -51,8 +54,14 @@ __all__ = [
     "SqueezeExcite",
     "apply_preset",
     "build_model",
+    "check_choice",
+    "check_int",
+    "check_number",
+    "check_odd",
+    "check_writable_target",
     "make_divisible",
     "read_data_file",
     "reference",
     "reference_names",
+    "write_atomic",
 ]

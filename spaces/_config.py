@@ -20,6 +20,9 @@ from typing import Any
 
 import yaml
 
+from spaces._checks import GhostNASError, check_choice, check_int, check_number, check_odd
+from spaces._files import write_atomic
+
 __all__ = ["BLOCK_TYPES", "MODULES", "Block", "ConfigError", "GhostNetConfig", "make_divisible", "read_data_file"]
 
 FORMAT = "ghostnas/1"
@@ -43,7 +46,17 @@ _TIMM_LAYERS = {"v1": ("ghost", "ghost"), "v2": ("ghost", "ghostv2"), "v3": ("gh
 _LATER_DEFAULTS = {"block_types": (), "module": "ghostnet", "dw_dilation": 1}
 
 
-class ConfigError(ValueError):
+# What a GhostNet can sensibly have: every dimension is bounded, so that no config (a typo, a
+# hostile file) can ask for a network that fills the memory. Channel counts are bounded both as
+# written and as built (after the width multiplier).
+MAX_KERNEL = 15
+MAX_CHANNELS = 8192
+MAX_STAGES = 16
+MAX_BLOCKS = 64  # per stage
+MAX_CLASSES = 100_000
+
+
+class ConfigError(GhostNASError):
     """A config (or a set of search parameters) that does not describe a buildable GhostNet."""
 
 
@@ -66,6 +79,8 @@ def read_data_file(path: str | Path, *, what: str) -> Any:
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"{what} {path} is not valid {'JSON' if is_json else 'YAML'}: {first}") from None
+    except RecursionError:  # a hostile file nested 100,000 levels deep
+        raise ConfigError(f"{what} {path} is nested too deeply to be a config (a hostile or broken file)") from None
 
 
 def make_divisible(value: float, divisor: int = 4, min_value: int | None = None) -> int:
@@ -151,23 +166,25 @@ class GhostNetConfig:
     def _validate(self) -> None:
         if not self.stages or any(len(stage) == 0 for stage in self.stages):
             raise ConfigError("config needs at least one stage, and every stage at least one block")
+        if len(self.stages) > MAX_STAGES or max(map(len, self.stages)) > MAX_BLOCKS:
+            raise ConfigError(f"config has {len(self.stages)} stages of up to {max(map(len, self.stages))} blocks; at most {MAX_STAGES} stages of {MAX_BLOCKS} are allowed")
+        _check_number("width", self.width, low=0.05, high=8.0)
         for si, stage in enumerate(self.stages):
             for bi, block in enumerate(stage):
                 where = f"stage {si} block {bi}"
-                _check_odd(f"{where} kernel", block.kernel)
-                _check_int(f"{where} exp", block.exp, low=1)
-                _check_int(f"{where} out", block.out, low=1)
+                _check_odd(f"{where} kernel", block.kernel, high=MAX_KERNEL)
+                self._check_channels(f"{where} exp", block.exp)
+                self._check_channels(f"{where} out", block.out)
                 _check_number(f"{where} se", block.se, low=0.0, high=1.0)
                 _check_choice(f"{where} stride", block.stride, (1, 2))
-        _check_int("ratio", self.ratio, low=2, why="(s=1 leaves no cheap features)")
-        _check_odd("dw_size", self.dw_size)
-        _check_number("width", self.width, low=0.05, high=8.0)
-        _check_int("stem_channels", self.stem_channels, low=1)
+        _check_int("ratio", self.ratio, low=2, high=16, why="(s=1 leaves no cheap features)")
+        _check_odd("dw_size", self.dw_size, high=MAX_KERNEL)
+        self._check_channels("stem_channels", self.stem_channels)
         _check_choice("stem_stride", self.stem_stride, (1, 2))
-        _check_int("head_channels", self.head_channels, low=1)
-        _check_int("feature_channels", self.feature_channels, low=1)
+        self._check_channels("head_channels", self.head_channels)
+        _check_int("feature_channels", self.feature_channels, low=1, high=MAX_CHANNELS)
         _check_int("input_size", self.input_size, low=8, high=1024)
-        _check_int("num_classes", self.num_classes, low=2)
+        _check_int("num_classes", self.num_classes, low=2, high=MAX_CLASSES)
         _check_number("dropout", self.dropout, low=0.0, high=0.95)
         self._validate_family()
         if self.input_size < self.total_stride:
@@ -202,6 +219,11 @@ class GhostNetConfig:
                 raise ConfigError(f"stage {si} ({self.block_type(si)}) sees a {size}x{size} input: DFC attention needs at least 2x2")
             for block in stage:
                 size = math.ceil(size / block.stride)
+
+    def _check_channels(self, name: str, value: Any) -> None:
+        _check_int(name, value, low=1, high=MAX_CHANNELS)
+        if self.channels(value) > MAX_CHANNELS:
+            raise ConfigError(f"{name} {value} at width {self.width:g} builds {self.channels(value)} channels; at most {MAX_CHANNELS} are allowed")
 
     # -- derived values ---------------------------------------------------------------------
 
@@ -383,7 +405,7 @@ class GhostNetConfig:
         path = Path(path)
         data = self.to_dict()
         text = json.dumps(data, indent=2) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
-        path.write_text(text)
+        write_atomic(path, text, error=ConfigError)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -421,28 +443,17 @@ def _read_block(row: Any, where: str) -> Block:
     raise ConfigError(f"{where} must be [kernel, exp, out, se, stride] or a mapping, got {row!r}")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_int(name: str, value: Any, *, low: int, high: int | None = None, why: str = "") -> None:
-    if not _is_int(value) or value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ConfigError(f"{name} must be an integer {bound}{' ' + why if why else ''}, got {value!r}")
+    check_int(name, value, low=low, high=high, why=why, error=ConfigError)
 
 
-def _check_odd(name: str, value: Any) -> None:
-    if not _is_int(value) or value < 1 or value % 2 == 0:
-        raise ConfigError(f"{name} must be a positive odd integer, got {value!r}")
+def _check_odd(name: str, value: Any, *, high: int | None = None) -> None:
+    check_odd(name, value, high=high, error=ConfigError)
 
 
 def _check_number(name: str, value: Any, *, low: float, high: float) -> None:
-    # (an int is finite however large; math.isfinite would overflow on 10**400)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (isinstance(value, int) or math.isfinite(value))
-    if not ok or not low <= value <= high:
-        raise ConfigError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    check_number(name, value, low=low, high=high, error=ConfigError)
 
 
 def _check_choice(name: str, value: Any, choices: tuple[int, ...]) -> None:
-    if not _is_int(value) or value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    check_choice(name, value, choices, error=ConfigError)

@@ -151,7 +151,7 @@ def test_missing_onnxruntime_says_how_to_install(tmp_path, monkeypatch) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
 def test_cuda_without_a_gpu_is_a_clear_error(tmp_path) -> None:
-    with pytest.raises(ValueError, match="no CUDA device"):
+    with pytest.raises(ValueError, match="--device cuda: torch sees no CUDA device"):
         LatencyProbe(settings=LatencySettings(device="cuda"), cache_dir=tmp_path)
 
 

@@ -20,7 +20,8 @@ import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs
 
-from results import ResultsError, _atomic, export, load_trials, pareto_front, render, write_plots
+from results import ResultsError, export, load_trials, pareto_front, render, write_plots
+from spaces import _files
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,7 +134,7 @@ def test_a_failed_write_keeps_the_old_file_and_no_temporary(frame, tmp_path, mon
     def fail(fd):
         raise fault
 
-    monkeypatch.setattr(_atomic.os, "fsync", fail)
+    monkeypatch.setattr(_files.os, "fsync", fail)
     if expected:
         with pytest.raises(ResultsError, match=expected) as info:
             export(pareto_front(frame).iloc[:0], fmt="md", path=target)

@@ -77,6 +77,26 @@ def test_stage_summary_of_the_reference_network():
     assert summary["s6.exp ratio"] == pytest.approx((200 / 80 + 184 / 80 + 184 / 80 + 480 / 80 + 672 / 112) / 5)
 
 
+def test_importances_log_nothing(search_study):
+    """Optuna's own "A new study created in memory" INFO line never reaches stderr (plot -q)."""
+    import logging
+
+    import optuna
+
+    before, seen = optuna.logging.get_verbosity(), []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    logging.getLogger("optuna").addHandler(handler)
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # Optuna's default, as in a fresh process
+    try:
+        importances, _ = _importance_data(load_trials(search_study))
+        assert importances and [r.getMessage() for r in seen] == []
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO  # set back afterwards
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+        optuna.logging.set_verbosity(before)
+
+
 def test_importances_skipped_with_too_few_trials(hand_study):
     frame = load_trials(hand_study)
     importances, note = _importance_data(frame[frame["number"] < 2])

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
-import pytest
+import argparse
+import dataclasses
+import os
+import typing
+from pathlib import Path
 
-from search import EarlyStopping, Limits, Peer, SearchError, SearchSettings, mask_url, parse_count, parse_objectives
+import pytest
+import torch
+
+from search import EarlyStopping, Limits, Peer, SearchError, SearchSettings, add_setting_flags, mask_url, parse_count, parse_objectives
+from search._settings import _file_types
 
 
 @pytest.mark.parametrize(("text", "value"), [("100M", 1e8), ("2.5M", 2.5e6), ("20", 20.0), ("800k", 8e5), ("1G", 1e9), (3, 3.0)])
@@ -72,7 +80,20 @@ def test_mask_url_hides_passwords():
     ("values", "message"),
     [
         ({"trials": 0}, "--trials must be a positive integer"),
-        ({"workers": -1}, "--workers must be a positive integer"),
+        ({"workers": -1}, r"--workers must be an integer in \[1, \d+\] \(4 per core"),
+        ({"workers": 4 * (os.cpu_count() or 1) + 1}, r"--workers must be an integer in \[1, \d+\] \(4 per core"),
+        ({"threads": 0}, r"--threads must be an integer in \[1, \d+\] \(the cores of this machine\)"),
+        ({"threads": 100000}, r"--threads must be an integer in \[1, \d+\] \(the cores of this machine\)"),
+        ({"seed": 2**32}, r"--seed must be an integer in \[0, 2147483647\], got 4294967296"),
+        ({"seed": -1}, r"--seed must be an integer in \[0, 2147483647\]"),
+        ({"preset": "foo"}, "--preset must be one of imagenet, cifar, got 'foo'"),
+        ({"latency_backend": "tensorrt", "objectives": "flops,params"}, "--latency-backend must be one of torch, onnxruntime, got 'tensorrt'"),
+        ({"objectives": [1, 2]}, "--objectives: unknown objective 1, 2: choose from accuracy"),
+        ({"objectives": "flops,params,"}, "--objectives 'flops,params,' has an empty name"),
+        ({"max_flops": "1e999"}, "--max-flops must be a finite number"),
+        ({"max_flops": "-5M"}, "--max-flops must be positive"),
+        ({"rung_ratio": float("inf")}, "--rung-ratio must be a finite number"),
+        ({"timeout": float("inf")}, "--timeout must be a finite number"),
         ({"sampler": "cmaes"}, "unknown sampler"),
         ({"objectives": "accuracy,speed"}, "unknown objective"),
         ({"max_flops": "10Q"}, "--max-flops must be a number"),
@@ -84,6 +105,27 @@ def test_mask_url_hides_passwords():
 def test_bad_settings(values, message):
     with pytest.raises(SearchError, match=message):
         SearchSettings(**values)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_a_gpu_is_refused_by_the_settings():
+    with pytest.raises(SearchError, match="--device cuda: torch sees no CUDA device on this machine"):
+        SearchSettings(device="cuda")
+
+
+def test_the_flags_and_the_config_file_types_come_from_the_fields():
+    parser = argparse.ArgumentParser()
+    add_setting_flags(parser)
+    flags = {a.dest: a for a in parser._actions if a.dest != "help"}
+    assert set(flags) == {f.name for f in dataclasses.fields(SearchSettings)}  # --val-fraction too
+    assert all(a.default is None for a in flags.values())  # a --config file's values stand
+    assert flags["trials"].type is int and flags["timeout"].type is float and flags["out"].type is Path
+    assert flags["max_flops"].type is str and flags["device"].choices == ("cpu", "cuda")
+    assert isinstance(flags["baselines"], argparse.BooleanOptionalAction)
+    args = parser.parse_args(["--val-fraction", "0.3", "--no-baselines", "--max-flops", "1M"])
+    assert SearchSettings(**{k: v for k, v in vars(args).items() if v is not None}).val_fraction == 0.3
+    assert _file_types(typing.get_type_hints(SearchSettings)["max_flops"]) == (int, float, str)
+    assert _file_types(typing.get_type_hints(SearchSettings)["objectives"]) == (list, str)
 
 
 def test_config_file_settings(tmp_path):
