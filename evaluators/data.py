@@ -308,6 +308,7 @@ def _index(
     counts = np.bincount([label for _, label in members], minlength=len(class_dirs))
     if empty := [class_dirs[i] for i in np.flatnonzero(counts == 0)]:
         raise DataError(f"{where}: class folder {empty[0]!r} holds no images")
+    _check_enough(where, class_dirs, counts.tolist())  # before any image is decoded
     return tuple(class_dirs), members
 
 
@@ -462,12 +463,7 @@ def proxy_split(
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction!r}")
     counts = torch.tensor(data.class_counts())
-    if subset is None and int(counts.min()) < 2:
-        small = data.classes[int(counts.argmin())]
-        raise DataError(
-            f"data set {data.name} is too small: class {small!r} has {int(counts.min())} image(s); "
-            f"a search needs at least 2 images per class (one to train on, one to validate), more to learn anything"
-        )
+    _check_enough(data.name, data.classes, counts.tolist())
     total = len(data) if subset is None else subset
     if isinstance(total, bool) or not isinstance(total, int) or not 2 * data.num_classes <= total <= len(data):
         raise DataError(
@@ -487,6 +483,16 @@ def proxy_split(
     train = data.subset(torch.cat(train_idx).sort().values)
     val = data.subset(torch.cat(val_idx).sort().values)
     return train, val
+
+
+def _check_enough(name: str, classes: Sequence[str], counts: Sequence[int]) -> None:
+    """Every class needs an image to train on and one to validate on."""
+    if min(counts) < 2:
+        small = min(range(len(counts)), key=lambda i: counts[i])
+        raise DataError(
+            f"data set {name} is too small: class {classes[small]!r} has {counts[small]} image(s); "
+            f"a search needs at least 2 images per class (one to train on, one to validate), more to learn anything"
+        )
 
 
 def _apportion(counts: torch.Tensor, total: int) -> torch.Tensor:

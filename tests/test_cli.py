@@ -141,3 +141,15 @@ def test_eval_family_reference_prints_timms_figures(capsys, name, params, flops)
     result = json.loads(out)
     assert (result["params"], result["flops"]) == (params, flops)
     assert result["config_id"] == reference(name).id and result["config"]["block_types"][2] in ("ghostv2", "ghostv3")
+
+
+def test_export_through_a_link_writes_its_target_and_keeps_the_link(capsys, fast_flags, tmp_path):
+    assert run(capsys, "search", *fast_flags, "--trials", "1", "--study", "l", "--objectives", "flops,params")[0] == 0
+    storage = f"sqlite:///{tmp_path / 'run' / 'study.db'}"
+    target, link = tmp_path / "real.md", tmp_path / "front.md"
+    target.write_text("old\n")
+    link.symlink_to(target.name)
+    code, out, err = run(capsys, "export", "--study", "l", "--storage", storage, "--out", str(link))
+    assert code == 0, err
+    assert link.is_symlink() and target.read_text().startswith("# Pareto front of study `l`")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["front.md", "real.md", "run"]  # no temporary left

@@ -100,6 +100,56 @@ def test_jpeg_archive_with_a_top_folder_reads_like_the_folder(tmp_path: Path) ->
     assert torch.equal(from_archive.labels, from_folder.labels)
 
 
+def _tar_with(archive: Path, tmp_path: Path, extra) -> Path:
+    """A real archive of a 2-class folder, plus the members ``extra(tar, png)`` adds."""
+    _write_images(tmp_path / "src", {"a": 3, "b": 3})
+    png = (tmp_path / "src" / "a" / "000.png").read_bytes()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src", arcname="data")
+        extra(tar, png)
+    return archive
+
+
+def _member(tar: tarfile.TarFile, name: str, data: bytes = b"", **fields) -> None:
+    import io
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for key, value in fields.items():
+        setattr(info, key, value)
+    tar.addfile(info, io.BytesIO(data) if data else None)
+
+
+@pytest.mark.parametrize("name", ["/abs/path/x.png", "data/../../evil.png", "data/a/../../../x.png"])
+def test_an_archive_member_outside_the_tree_refuses_the_archive(tmp_path: Path, name: str) -> None:
+    archive = _tar_with(tmp_path / "bad.tar.gz", tmp_path, lambda tar, png: _member(tar, name, png))
+    with pytest.raises(DataError) as info:
+        load_dataset(str(archive))
+    assert str(info.value) == f"{archive}: member {name!r} is absolute or climbs out of the archive with '..'; refusing the archive"
+
+
+def test_archive_links_are_skipped_and_counted(tmp_path: Path, caplog) -> None:
+    def links(tar, png):
+        _member(tar, "data/a/sym.png", type=tarfile.SYMTYPE, linkname="/etc/passwd")
+        _member(tar, "data/b/hard.png", type=tarfile.LNKTYPE, linkname="data/a/000.png")
+
+    archive = _tar_with(tmp_path / "links.tar.gz", tmp_path, links)
+    with caplog.at_level(logging.WARNING, logger="evaluators.data"):
+        data = load_dataset(str(archive))
+    assert data.classes == ("a", "b") and data.class_counts() == [3, 3]  # the links are not images of it
+    assert "skipped 2 link member(s)" in caplog.text
+
+
+def test_a_data_set_too_small_to_split_says_so(tmp_path: Path) -> None:
+    _write_images(tmp_path / "one", {"cat": 1, "dog": 1})
+    with pytest.raises(DataError) as info:  # found before any image is decoded
+        load_dataset(str(tmp_path / "one"))
+    assert str(info.value) == (
+        f"data set {tmp_path / 'one'} is too small: class 'cat' has 1 image(s); a search needs at least 2 images per class "
+        "(one to train on, one to validate), more to learn anything"
+    )
+
+
 def test_mixed_sizes_are_fitted_to_a_square(tmp_path: Path) -> None:
     root = tmp_path / "mixed"
     _write_images(root / "x", {"big": 2}, size=(40, 30))

@@ -193,12 +193,14 @@ def _env(faults: str | None, fault_dir: Path | None = None) -> dict[str, str]:
     return env
 
 
-def cli(*args: str, faults: str | None = None, timeout: float = 300, cwd: Path | None = None) -> Result:
-    """Run the command line to the end."""
+def cli(*args: str, faults: str | None = None, timeout: float = 300, cwd: Path | None = None, fault_dir: Path | None = None) -> Result:
+    """Run the command line to the end (``fault_dir``: where faults leave their markers)."""
     start = time.monotonic()
+    if fault_dir:
+        fault_dir.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         [sys.executable, str(FAULTY_CLI), *map(str, args)], capture_output=True, text=True, timeout=timeout,
-        env=_env(faults), cwd=cwd or REPO, stdin=subprocess.DEVNULL,
+        env=_env(faults, fault_dir), cwd=cwd or REPO, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
 

@@ -19,6 +19,9 @@ fault to the process of that multiprocessing name (``MainProcess``, ``worker-0``
 * ``hang-once``: ``hang`` in the first process to get there only (the others go on), so that
   with ``--workers`` one worker hangs whichever of them starts first,
 * ``sleep:S``: sleeps S seconds, then evaluates normally.
+* ``barrier:N``: waits (up to 5 minutes) until N processes have reached a ``barrier`` fault,
+  then evaluates normally: with ``0=barrier:2`` two workers each run at least one trial,
+  however unevenly the machine starts them.
 
 ``GHOSTNAS_CONFIRM_FAULTS`` takes the same list for the training runs of ``confirm`` (``CALL``
 counts its runs from 0; ``hang`` and ``sleep:S`` apply there).
@@ -87,6 +90,12 @@ def _install(spec: str) -> None:
             _hang(kwargs.get("check_stop"))
         if fault.startswith("sleep:"):
             time.sleep(float(fault.removeprefix("sleep:")))
+        if fault.startswith("barrier:"):
+            (folder / f"barrier-{os.getpid()}").touch()
+            deadline = time.monotonic() + 300
+            while len(list(folder.glob("barrier-*"))) < int(fault.removeprefix("barrier:")) and time.monotonic() < deadline:
+                (kwargs.get("check_stop") or (lambda: None))()
+                time.sleep(0.05)
         evaluation = original(self, config, **kwargs)
         if fault == "nan":
             return dataclasses.replace(evaluation, scores={k: float("nan") for k in evaluation.scores})

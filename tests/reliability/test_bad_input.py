@@ -12,12 +12,17 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import random
 import shutil
+import socket
+import stat
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 from safetensors.torch import save_file
@@ -40,6 +45,7 @@ class Kept:
     flawed_url: str = ""  # a study with a failed trial (0) and a rejected one
     rejected_trial: int = -1
     runs: Path | None = None  # trained run directories: good, corrupt (checkpoint), mismatch (weights)
+    bad_before: dict = None
 
     def search(self, *extra: str) -> list[str]:
         """A search on the kept study with ``extra`` flags (later flags override earlier ones)."""
@@ -49,6 +55,13 @@ class Kept:
 
     def __truediv__(self, name: str) -> str:
         return str(self.root / name)
+
+    def bad_files(self) -> dict[str, tuple]:
+        """Every entry under the folder of bad files: its kind and, for a regular file, its bytes."""
+        return {
+            str(p.relative_to(self.root)): (stat.S_IFMT(p.lstat().st_mode), p.read_bytes() if p.is_file() and not p.is_symlink() else b"")
+            for p in sorted(self.root.rglob("*")) if self.cwd not in (p, *p.parents)
+        }  # fmt: skip
 
     def fingerprint(self, snapshot) -> str:
         digest = hashlib.sha256()
@@ -112,6 +125,31 @@ def _write_bad_files(root: Path, tiny_space: Path) -> None:
     (root / "block-type.json").write_text('{"cfgs": [[[3, 16, 16, 0, 1]]], "width": 1.0, "block_types": ["ghostv4"]}')
     (root / "yolov5-se.json").write_text('{"cfgs": [[[3, 16, 16, 0.25, 1]]], "width": 1.0, "module": "yolov5", "dw_size": 5}')
 
+    # issue 13: data misread, settings checked only when used, hostile nesting, huge dimensions
+    folder("one-per-class", {"cat": [_png(16, 1)], "dog": [_png(16, 2)]})
+    for name, member in (("absolute", "/abs/path/x.png"), ("climbing", "data/../../evil.png")):
+        with tarfile.open(root / f"{name}.tar.gz", "w:gz") as tar:
+            for cls in ("cat", "dog"):
+                for i in range(3):
+                    _add(tar, f"data/{cls}/{i}.png", _png(16, i))
+            _add(tar, member, _png(16, 9))
+    (root / "preset-foo.yaml").write_text("preset: foo\n")
+    (root / "backend-unused.yaml").write_text("latency_backend: tensorrt\nobjectives: [flops, params]\n")
+    (root / "objectives-ints.yaml").write_text("objectives: [1, 2]\n")
+    (root / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (root / "kernel-99999.json").write_text('{"cfgs": [[[99999, 16, 16, 0, 2]]], "width": 1.0}')
+    (root / "empty.db").write_bytes(b"")
+    os.mkfifo(root / "fifo")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(root / "socket"))
+    (root / "dangling").symlink_to(root / "missing-folder" / "front.md")
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
 
 @pytest.fixture(scope="module")
 def kept(h, tiny_space, small_study, tmp_path_factory) -> Kept:
@@ -121,6 +159,7 @@ def kept(h, tiny_space, small_study, tmp_path_factory) -> Kept:
     _write_bad_files(kept.root, tiny_space)
     _make_train_inputs(h, kept)
     kept.before = kept.fingerprint(h.snapshot)
+    kept.bad_before = kept.bad_files()
     return kept
 
 
@@ -164,14 +203,14 @@ CASES = [
     # malformed limits, negative and zero counts
     ("limit-10Q", lambda k: k.search("--max-flops", "10Q"), "--max-flops must be a number"),
     ("trials-0", lambda k: k.search("--trials", "0"), "--trials must be a positive integer, got 0"),
-    ("workers-minus-1", lambda k: k.search("--workers", "-1"), "--workers must be a positive integer, got -1"),
+    ("workers-minus-1", lambda k: k.search("--workers", "-1"), "--workers must be an integer in [1, "),
     ("timeout-0", lambda k: k.search("--timeout", "0"), "--timeout must be a positive number"),
     ("input-size-huge", lambda k: k.search("--input-size", "100000"), "input_size must be an integer in [8, 1024]"),
     ("bad-study-name", lambda k: k.search("--study", "../../etc"), "study name must be"),
     # config and space files: not YAML/JSON, wrong types, unknown keys, impossible ranges, empty choices
     ("config-not-yaml", lambda k: k.search("--config", k / "not-yaml.yaml"), "is not valid YAML"),
     ("config-binary", lambda k: k.search("--config", k / "binary.yaml"), "is not a text file (not UTF-8)"),
-    ("config-wrong-type", lambda k: k.search("--config", k / "wrong-type.yaml"), "trials has the wrong type (str)"),
+    ("config-wrong-type", lambda k: k.search("--config", k / "wrong-type.yaml"), "trials has the wrong type (str: 'three'); it takes an integer"),
     ("config-unknown-key", lambda k: k.search("--config", k / "unknown-key.yaml"), "unknown setting(s) trails"),
     ("space-not-yaml", lambda k: k.search("--space", k / "space-not-yaml.yaml"), "is not valid YAML"),
     ("space-impossible-range", lambda k: k.search("--space", k / "space-range.yaml"), "impossible range low=40 high=16"),
@@ -180,7 +219,7 @@ CASES = [
     ("space-wrong-type", lambda k: k.search("--space", k / "space-type.yaml"), "got 'deep'"),
     ("space-binary", lambda k: k.search("--space", k / "binary.yaml"), "is not a text file (not UTF-8)"),
     ("cfg-not-json", lambda k: ["eval", "--cfg", k / "not-json.json", "--skip-accuracy", "--skip-latency"], "is not valid JSON"),
-    ("cfg-wrong-type", lambda k: ["eval", "--cfg", k / "wrong-type.json", "--skip-accuracy", "--skip-latency"], "kernel must be a positive odd integer, got 'three'"),
+    ("cfg-wrong-type", lambda k: ["eval", "--cfg", k / "wrong-type.json", "--skip-accuracy", "--skip-latency"], "kernel must be a positive odd integer up to 15, got 'three'"),
     ("cfg-binary", lambda k: ["eval", "--cfg", k / "binary.yaml", "--skip-accuracy", "--skip-latency"], "is not a text file (not UTF-8)"),
     ("space-block-type", lambda k: k.search("--space", k / "space-block.yaml"), "stages[3].block: values must be among ghost, ghostv2"),
     ("cfg-block-type", lambda k: ["eval", "--cfg", k / "block-type.json", "--skip-accuracy", "--skip-latency"], "stage 0 block type must be one of"),
@@ -203,7 +242,7 @@ CASES = [
     ("pg-unreachable", lambda k: k.search("--storage", f"postgresql://u:{PASSWORD}@127.0.0.1:1/x"), "Connection refused"),
     ("pg-malformed", lambda k: k.search("--storage", f"postgresql://u:{PASSWORD}@[::1/x"), "not a database URL"),
     ("sqlite-in-memory", lambda k: k.search("--storage", "sqlite:///"), "give SQLite a file"),
-    ("storage-not-a-db", lambda k: ["show", "--study", "kept", "--storage", f"sqlite:///{k / 'not-yaml.yaml'}"], "file is not a database"),
+    ("storage-not-a-db", lambda k: ["show", "--study", "kept", "--storage", f"sqlite:///{k / 'not-yaml.yaml'}"], "not-yaml.yaml is not an SQLite database, not an Optuna study database"),
     ("storage-unwritable", lambda k: k.search("--storage", f"journal:{k / 'a-file'}/study.log"), "cannot create"),
     # a study that does not exist
     ("show-no-study", lambda k: ["show", "--study", "nope", "--storage", k.url], "study 'nope' does not exist"),
@@ -232,7 +271,45 @@ CASES = [
     ("train-corrupt-checkpoint", lambda k: [*TRAIN_RUN, "--out", k.runs / "corrupt"], "checkpoint.pt is unreadable"),
     ("eval-run-not-a-run", lambda k: ["eval", "--run", k / "empty"], "is not a finished training run (missing model.safetensors"),
     ("eval-run-wrong-weights", lambda k: ["eval", "--run", k.runs / "mismatch", "--skip-latency"], "model.safetensors does not fit the config in config.json (0 missing, 12 unexpected, 389 wrongly shaped tensors"),
+    # issue 13: seeds that overflow, settings invalid though unused, bounds on every dimension
+    ("seed-2**32", lambda k: k.search("--seed", str(2**32)), "--seed must be an integer in [0, 2147483647], got 4294967296"),
+    ("seed-2**64", lambda k: k.search("--seed", str(2**64)), "--seed must be an integer in [0, 2147483647], got 18446744073709551616"),
+    ("config-preset-foo", lambda k: k.search("--config", k / "preset-foo.yaml"), "--preset must be one of imagenet, cifar, got 'foo'"),
+    ("config-backend-unused", lambda k: k.search("--config", k / "backend-unused.yaml"), "--latency-backend must be one of torch, onnxruntime, got 'tensorrt'"),
+    ("config-objectives-ints", lambda k: ["search", "--config", k / "objectives-ints.yaml", "--storage", k.url, "--study", "kept", "--out", k.out], "--objectives: unknown objective 1, 2: choose from accuracy"),
+    ("cfg-deep-json", lambda k: ["eval", "--cfg", k / "deep.json", "--skip-accuracy", "--skip-latency"], "is nested too deeply"),
+    ("cfg-kernel-99999", lambda k: ["eval", "--cfg", k / "kernel-99999.json", "--skip-accuracy", "--skip-latency"], "kernel must be a positive odd integer up to 15, got 99999"),
+    # runaway resources
+    ("workers-1000", lambda k: k.search("--workers", "1000", "--trials", "2"), "--workers must be an integer in [1, "),
+    ("threads-100000", lambda k: k.search("--threads", "100000"), "--threads must be an integer in [1, "),
+    ("eval-threads-0", lambda k: ["eval", "--reference", "ghostnet-0.35x", "--skip-accuracy", "--threads", "0"], "--threads must be an integer in [1, "),
+    # files that are not regular files, storage a read-only command must not create or change
+    ("export-out-fifo", lambda k: ["export", "--study", "kept", "--storage", k.url, "--out", k / "fifo"], "it is a FIFO, not a regular file"),
+    ("export-out-socket", lambda k: ["export", "--study", "kept", "--storage", k.url, "--format", "json", "--out", k / "socket"], "it is a socket, not a regular file"),
+    ("export-out-dangling-link", lambda k: ["export", "--study", "kept", "--storage", k.url, "--out", k / "dangling"], "whose folder does not exist"),
+    ("show-empty-db", lambda k: ["show", "--study", "kept", "--storage", f"sqlite:///{k / 'empty.db'}"], "empty.db is an empty file, not an Optuna study database"),
+    ("export-empty-db", lambda k: ["export", "--study", "kept", "--storage", f"sqlite:///{k / 'empty.db'}"], "is an empty file"),
+    ("plot-empty-db", lambda k: ["plot", "--study", "kept", "--storage", f"sqlite:///{k / 'empty.db'}", "--out", k / "plots-empty"], "is an empty file"),
+    # data that would be misread
+    ("archive-absolute-member", lambda k: k.search("--dataset", k / "absolute.tar.gz"), "member '/abs/path/x.png' is absolute or climbs out"),
+    ("archive-climbing-member", lambda k: k.search("--dataset", k / "climbing.tar.gz"), "member 'data/../../evil.png' is absolute or climbs out"),
+    ("data-one-per-class", lambda k: k.search("--dataset", k / "one-per-class"), "is too small: class 'cat' has 1 image(s)"),
+    ("data-too-small", lambda k: ["eval", "--reference", "ghostnet-0.35x", "--preset", "cifar", "--skip-latency", "--dataset", k / "one-per-class"], "one-per-class is too small: class 'cat' has 1 image(s); a search needs at least 2 images per class"),
+    ("eval-num-classes", lambda k: ["eval", "--reference", "ghostnet-0.35x", "--preset", "cifar", "--skip-latency", "--num-classes", "5"], "--num-classes 5 differs from the 10 classes of digits"),
+    # messages that named the wrong thing
+    ("limit-infinite", lambda k: k.search("--max-flops", "1e999"), "--max-flops must be a finite number"),
+    ("limit-negative", lambda k: k.search("--max-flops", "-5M"), "--max-flops must be positive (like 100M or 2.5M), got '-5M'"),
+    ("objectives-stray-comma", lambda k: k.search("--objectives", "flops,params,"), "--objectives 'flops,params,' has an empty name (a stray comma?)"),
+    ("timeout-infinite", lambda k: k.search("--timeout", "1e999"), "--timeout must be a finite number, got inf"),
+    ("val-fraction-1.5", lambda k: k.search("--val-fraction", "1.5"), "--val-fraction must be a number between 0 and 1"),
 ]
+if not torch.cuda.is_available():  # what a machine without CUDA says to --device cuda
+    CASES += [
+        ("search-cuda", lambda k: k.search("--device", "cuda", "--out", k / "cuda-run"), "--device cuda: torch sees no CUDA device on this machine"),
+        ("eval-cuda", lambda k: ["eval", "--reference", "ghostnet-0.35x", "--skip-accuracy", "--device", "cuda"], "--device cuda: torch sees no CUDA device"),
+        ("eval-cuda-skip-latency", lambda k: ["eval", "--reference", "ghostnet-0.35x", "--skip-latency", "--device", "cuda"], "--device cuda: torch sees no CUDA device"),
+        ("confirm-cuda", lambda k: ["confirm", "--study", "kept", "--storage", k.url, "--device", "cuda"], "--device cuda: torch sees no CUDA device"),
+    ]
 
 
 @pytest.mark.parametrize(("argv", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -247,3 +324,19 @@ def test_bad_input_is_one_line_exit_2_and_the_study_untouched(h, kept, argv, mes
     assert PASSWORD not in result.err
     assert kept.fingerprint(h.snapshot) == kept.before, "the study or its outputs changed"
     assert not list(kept.cwd.iterdir()), "the command left files in the working directory"
+    assert kept.bad_files() == kept.bad_before, "a bad input file (or what a link points to) was changed or added to"
+
+
+def test_export_with_standard_output_closed_is_one_line(h, kept):
+    """``export >&-``: nowhere to put the data is a clear error, not an AttributeError."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        ["bash", "-c", 'exec "$@" >&-', "bash", sys.executable, str(Path(__file__).with_name("faulty_cli.py")),
+         "export", "--study", "kept", "--storage", kept.url],
+        capture_output=True, text=True, cwd=kept.cwd, stdin=subprocess.DEVNULL, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == ["ghostnas: error: standard output is closed: nothing can be printed (give --out FILE, or keep stdout open)"]
+    assert kept.fingerprint(h.snapshot) == kept.before

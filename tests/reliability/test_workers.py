@@ -24,7 +24,9 @@ def assert_exact(h, snap, trials: int) -> None:
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_workers_flag_shares_one_study(h, cost_flags, tmp_path, kind):
     url = h.storage_url(kind, tmp_path)
-    result = h.cli("search", *cost_flags, "--storage", url, "--study", "w", "--trials", TRIALS, "--workers", 2)
+    # Each worker's first evaluation waits for the other's: both run trials on any machine.
+    result = h.cli("search", *cost_flags, "--storage", url, "--study", "w", "--trials", TRIALS, "--workers", 2,
+                   faults="0=barrier:2", fault_dir=tmp_path / "barrier")  # fmt: skip
     assert result.rc == 0 and result.clean(), result.err
     snap = h.snapshot(url, "w")
     assert_exact(h, snap, TRIALS)
@@ -40,7 +42,8 @@ def test_separate_commands_share_one_study(h, cost_flags, tmp_path, procs, kind)
     out = flags.index("--out")
     for i in range(2):
         flags[out + 1] = str(tmp_path / f"run{i}")
-        procs.append(h.spawn("search", *flags, "--storage", url, "--study", "s", "--trials", TRIALS, "--seed", i, logs=tmp_path / "logs"))
+        # Each command's first evaluation waits for the other's: both run trials on any machine.
+        procs.append(h.spawn("search", *flags, "--storage", url, "--study", "s", "--trials", TRIALS, "--seed", i, logs=tmp_path / "logs", faults="0=barrier:2"))
     results = [p.finish() for p in procs]
     for result in results:
         assert result.rc == 0 and result.clean(), result.err

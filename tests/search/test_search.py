@@ -306,3 +306,12 @@ def test_a_config_the_study_holds_is_recorded_as_a_duplicate_not_trained(tiny_sp
     assert "scores" not in duplicate.user_attrs and "training" not in duplicate.user_attrs  # never evaluated
     assert summary.finished == 3 and trials[3].state == TrialState.COMPLETE and len(trials) == 4
     assert len({t.user_attrs["config_id"] for t in trials if t.state == TrialState.COMPLETE}) == 3
+
+
+def test_no_more_workers_start_than_trials_are_left(tiny_space, tmp_path, caplog):
+    s = settings(tiny_space, tmp_path, trials=1, workers=3, objectives=("flops", "params"))
+    with caplog.at_level("WARNING", logger="search._search"):
+        summary = run_search(s)
+    assert "--workers 3: only 1 trial(s) left to run; starting 1 worker(s)" in caplog.text
+    trials = optuna.load_study(study_name="t", storage=s.storage_url).get_trials()
+    assert summary.finished == len(trials) == 1 and trials[0].user_attrs["worker"]["pid"] == os.getpid()  # run here, none spawned

@@ -34,3 +34,41 @@ def test_journal_paths_and_sqlite_files_open(tmp_path):
         storage = open_storage(url)
         optuna.create_study(storage=storage, study_name="s")
         assert optuna.get_all_study_names(open_storage(url, must_exist=True)) == ["s"]
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is an empty file, not an Optuna study database"),
+        (b"trials: [1, 2\n", "is not an SQLite database, not an Optuna study database"),
+        (None, "is an SQLite database without Optuna's tables"),
+    ],
+    ids=["empty", "text", "other-sqlite"],
+)
+def test_read_only_opening_refuses_what_is_not_an_optuna_database_and_changes_nothing(tmp_path, content, message):
+    import sqlite3
+
+    path = tmp_path / "study.db"
+    if content is None:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE notes (x)")
+    else:
+        path.write_bytes(content)
+    before = _files(tmp_path)
+    with pytest.raises(SearchError, match=message):
+        open_storage(f"sqlite:///{path}", read_only=True)
+    assert _files(tmp_path) == before  # not turned into an Optuna database, no -wal/-shm left
+
+
+def test_read_only_opening_reads_a_study_and_leaves_its_folder_as_it_was(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(storage=open_storage(url), study_name="s").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    before = _files(tmp_path)
+    study = optuna.load_study(study_name="s", storage=open_storage(url, read_only=True))
+    assert len(study.trials) == 2
+    del study
+    assert _files(tmp_path) == before
