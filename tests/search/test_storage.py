@@ -66,9 +66,11 @@ def test_read_only_opening_refuses_what_is_not_an_optuna_database_and_changes_no
 
 def test_read_only_opening_reads_a_study_and_leaves_its_folder_as_it_was(tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    optuna.create_study(storage=open_storage(url), study_name="s").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    writer = open_storage(url)
+    optuna.create_study(storage=writer, study_name="s").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    writer.engine.dispose()  # the writer's last connection closes: SQLite checkpoints its WAL now, not later
     before = _files(tmp_path)
-    study = optuna.load_study(study_name="s", storage=open_storage(url, read_only=True))
-    assert len(study.trials) == 2
-    del study
+    reader = open_storage(url, read_only=True)
+    assert len(optuna.load_study(study_name="s", storage=reader).trials) == 2
+    reader.engine.dispose()  # (SQLite's -wal and -shm exist while a reader of a WAL database is open)
     assert _files(tmp_path) == before
