@@ -23,7 +23,7 @@ import yaml
 from spaces._checks import GhostNASError, check_choice, check_int, check_number, check_odd
 from spaces._files import write_atomic
 
-__all__ = ["BLOCK_TYPES", "MODULES", "Block", "ConfigError", "GhostNetConfig", "make_divisible", "read_data_file"]
+__all__ = ["BLOCK_TYPES", "MAX_BLOCKS", "MAX_CHANNELS", "MAX_CLASSES", "MAX_KERNEL", "MAX_STAGES", "MODULES", "Block", "ConfigError", "GhostNetConfig", "make_divisible", "read_data_file"]
 
 FORMAT = "ghostnas/1"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Union
 
 
-from spaces._config import BLOCK_TYPES, MAX_DILATION, MODULES, YOLOV5_FIXED, Block, ConfigError, GhostNetConfig, read_data_file
+from spaces._config import BLOCK_TYPES, MAX_BLOCKS, MAX_CHANNELS, MAX_DILATION, MAX_KERNEL, MODULES, YOLOV5_FIXED, Block, ConfigError, GhostNetConfig, read_data_file
 from spaces._reference import apply_preset
 
 __all__ = ["Choice", "Dimension", "Fixed", "IntRange", "SearchSpace", "StageSpace", "default_space_path", "load_space", "random_suggest"]
@@ -235,8 +235,8 @@ class SearchSpace:
             dw_dilation=_read_dim(data.get("dw_dilation", 1), f"{source}: dw_dilation"),
         )
         _check_values(space.width, f"{source}: width", integer=False, low=0.05, high=8.0)
-        _check_values(space.ratio, f"{source}: ratio", integer=True, low=2)
-        _check_values(space.dw_size, f"{source}: dw_size", integer=True, low=1, odd=True)
+        _check_values(space.ratio, f"{source}: ratio", integer=True, low=2, high=16)
+        _check_values(space.dw_size, f"{source}: dw_size", integer=True, low=1, high=MAX_KERNEL, odd=True)
         _check_values(space.dw_dilation, f"{source}: dw_dilation", integer=True, low=1, high=MAX_DILATION)
         _check_names(space.module, f"{source}: module", MODULES)
         if max(_values(space.dw_dilation)) > 1 and 1 in _values(space.dw_size):
@@ -254,8 +254,9 @@ def _read_stage(raw: Any, where: str) -> StageSpace:
     if raw["stride"] not in (1, 2) or isinstance(raw["stride"], bool):
         raise ConfigError(f"{where}.stride must be 1 or 2, got {raw['stride']!r}")
     dims = {k: _read_dim(raw[k], f"{where}.{k}") for k in _STAGE_DIMS}
-    for k in ("depth", "kernel", "exp", "out"):
-        _check_values(dims[k], f"{where}.{k}", integer=True, low=1, odd=(k == "kernel"))
+    highs = {"depth": MAX_BLOCKS, "kernel": MAX_KERNEL, "exp": MAX_CHANNELS, "out": MAX_CHANNELS}  # what a config allows
+    for k, high in highs.items():
+        _check_values(dims[k], f"{where}.{k}", integer=True, low=1, high=high, odd=(k == "kernel"))
     _check_values(dims["se"], f"{where}.se", integer=False, low=0.0, high=1.0)
     block = _read_dim(raw.get("block", "ghost"), f"{where}.block")
     _check_names(block, f"{where}.block", BLOCK_TYPES)

@@ -119,6 +119,7 @@ def _write_bad_files(root: Path, tiny_space: Path) -> None:
     variant("space-range.yaml", lambda s: s["stages"][0].update(exp={"low": 40, "high": 16, "step": 8}))
     variant("space-empty.yaml", lambda s: s.update(width={"choices": []}))
     variant("space-unknown.yaml", lambda s: s.update(colour="blue"))
+    variant("space-kernel-huge.yaml", lambda s: s["stages"][1].update(kernel={"choices": [3, 99999]}))
     variant("space-type.yaml", lambda s: s["stages"][0].update(depth="deep"))
     (root / "space-not-yaml.yaml").write_text("stages: [ {depth: 1\n")
     variant("space-block.yaml", lambda s: s["stages"][3].update(block={"choices": ["ghost", "ghostv4"]}))
@@ -278,6 +279,7 @@ CASES = [
     ("config-backend-unused", lambda k: k.search("--config", k / "backend-unused.yaml"), "--latency-backend must be one of torch, onnxruntime, got 'tensorrt'"),
     ("config-objectives-ints", lambda k: ["search", "--config", k / "objectives-ints.yaml", "--storage", k.url, "--study", "kept", "--out", k.out], "--objectives: unknown objective 1, 2: choose from accuracy"),
     ("cfg-deep-json", lambda k: ["eval", "--cfg", k / "deep.json", "--skip-accuracy", "--skip-latency"], "is nested too deeply"),
+    ("space-kernel-huge", lambda k: k.search("--space", k / "space-kernel-huge.yaml"), "stages[1].kernel: values must be odd integers in [1, 15], got 99999"),
     ("cfg-kernel-99999", lambda k: ["eval", "--cfg", k / "kernel-99999.json", "--skip-accuracy", "--skip-latency"], "kernel must be a positive odd integer up to 15, got 99999"),
     # runaway resources
     ("workers-1000", lambda k: k.search("--workers", "1000", "--trials", "2"), "--workers must be an integer in [1, "),
