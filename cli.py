@@ -53,10 +53,9 @@ def _profile_flags(prof: argparse.ArgumentParser) -> None:
     prof.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default on)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from evaluators import MAX_SEED
-    from search import EVALUATION_FLAGS, add_setting_flags
-
+def build_parser(*, settings_flags: bool = True) -> argparse.ArgumentParser:
+    """The parser. ``settings_flags=False`` leaves out the flags ``search`` and ``eval`` take from
+    SearchSettings: deriving them imports the packages (seconds), which no other command needs."""
     parser = _Parser(prog="ghostnas", description="Hardware-aware multi-objective search over the GhostNet design space.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
@@ -64,7 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("search", help="run or resume a search")
     search.add_argument("--config", type=Path, help="YAML/JSON file holding any of these flags (flags override it)")
-    add_setting_flags(search)
 
     confirm = commands.add_parser("confirm", help="retrain the front with more training seeds; the front is then ranked on mean accuracy")
     confirm.add_argument("--study", required=True, help="study name")
@@ -100,11 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--skip-accuracy", action="store_true", help="no proxy training")
     evaluate.add_argument("--skip-latency", action="store_true", help="no latency probe")
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    evaluate.add_argument("--seed", type=int, default=0, help=f"training seed and data split (default 0, at most {MAX_SEED})")
-    add_setting_flags(evaluate, names=EVALUATION_FLAGS)
-
     _profile_flags(commands.add_parser("profile", help="time the space's building blocks on this device and write a latency model"))
     _train_parser(commands)
+    if settings_flags:
+        from evaluators import MAX_SEED
+        from search import EVALUATION_FLAGS, add_setting_flags
+
+        add_setting_flags(search)
+        evaluate.add_argument("--seed", type=int, default=0, help=f"training seed and data split (default 0, at most {MAX_SEED})")
+        add_setting_flags(evaluate, names=EVALUATION_FLAGS)
     return parser
 
 
@@ -535,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
     debug = "--debug" in argv
     try:
-        args = build_parser().parse_args(argv)
+        command = next((arg for arg in argv if not arg.startswith("-")), None)
+        args = build_parser(settings_flags=command in ("search", "eval")).parse_args(argv)
         logging.basicConfig(
             level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
         )
