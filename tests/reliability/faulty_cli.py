@@ -23,8 +23,8 @@ fault to the process of that multiprocessing name (``MainProcess``, ``worker-0``
   then evaluates normally: with ``0=barrier:2`` two workers each run at least one trial,
   however unevenly the machine starts them.
 
-``GHOSTNAS_CONFIRM_FAULTS`` takes the same list for the training runs of ``confirm`` (``CALL``
-counts its runs from 0; ``hang`` and ``sleep:S`` apply there).
+``GHOSTNAS_CONFIRM_FAULTS`` takes the same list for the training runs of ``confirm``
+(``ProxyContext.train``; ``CALL`` counts its runs from 0; ``hang`` and ``sleep:S`` apply there).
 
 The faults are installed at import, so ``--workers`` children (spawned: they import this file
 again as ``__mp_main__``) get them too.
@@ -105,22 +105,22 @@ def _install(spec: str) -> None:
 
 
 def _install_confirm(spec: str) -> None:
-    import search._confirm as confirm
+    from search._proxy import ProxyContext
 
     faults = _parse(spec)
-    original = confirm.train_proxy
+    original = ProxyContext.train
     calls = [0]
 
-    def train_proxy(*args, **kwargs):
+    def train(self, config, **kwargs):
         fault = faults.get(calls[0], "")
         calls[0] += 1
         if fault == "hang":
             _hang(kwargs.get("check_stop"))
         if fault.startswith("sleep:"):
             time.sleep(float(fault.removeprefix("sleep:")))
-        return original(*args, **kwargs)
+        return original(self, config, **kwargs)
 
-    confirm.train_proxy = train_proxy
+    ProxyContext.train = train
 
 
 if os.environ.get("GHOSTNAS_FAULTS"):
