@@ -16,6 +16,7 @@ for, the search stops and says why.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import multiprocessing
