@@ -60,7 +60,8 @@ class Kept:
         """Every entry under the folder of bad files: its kind and, for a regular file, its bytes."""
         return {
             str(p.relative_to(self.root)): (stat.S_IFMT(p.lstat().st_mode), p.read_bytes() if p.is_file() and not p.is_symlink() else b"")
-            for p in sorted(self.root.rglob("*")) if self.cwd not in (p, *p.parents)
+            for p in sorted(self.root.rglob("*"))
+            if self.cwd not in (p, *p.parents) and not p.name.endswith(("-wal", "-shm"))  # SQLite's, while a reader is open
         }  # fmt: skip
 
     def fingerprint(self, snapshot) -> str:
