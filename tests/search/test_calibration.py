@@ -83,7 +83,7 @@ def test_a_worker_on_another_device_fingerprint_is_refused(tiny_space, tmp_path,
     assert len(load(s).get_trials()) == 1 and load(s).user_attrs[CALIBRATION_ATTR] == other  # nothing replaced
 
 
-def test_the_latency_limit_applies_to_the_calibrated_figure(tiny_space, tmp_path):
+def test_the_latency_limit_applies_to_the_calibrated_figure(tiny_space, tmp_path, monkeypatch):
     # Construct it: a stored reference of 1e6 ms makes every calibrated latency >= 1e4 ms, while
     # the raw medians of these tiny networks are milliseconds, far under the 1000 ms limit.
     s = settings(tiny_space, tmp_path, trials=1)
@@ -91,7 +91,11 @@ def test_the_latency_limit_applies_to_the_calibrated_figure(tiny_space, tmp_path
     study = load(s)
     study.set_user_attr(CALIBRATION_ATTR, {**study.user_attrs[CALIBRATION_ATTR], "reference_ms": 1e6})
     study.set_user_attr("limits", {"max_flops": None, "max_params": None, "max_latency_ms": 1000.0})
-    run_search(settings(tiny_space, tmp_path, trials=2, max_latency_ms=1000))
+    # Every sample is now rejected, so the search stops; 3 rejections (not 20) keep the probes few.
+    monkeypatch.setattr("search._search.NOT_TRAINED_PER_TRIAL", 3)
+    with pytest.raises(SearchError, match=r"latency_ms rejected most"):
+        run_search(settings(tiny_space, tmp_path, trials=2, max_latency_ms=1000))
+    assert len(load(s).get_trials()) == 1 + 3 * 2
     trial = load(s).get_trials()[1]
     assert trial.user_attrs["latency"]["median_ms"] < 1000
     assert trial.user_attrs["rejected"].startswith("latency_ms ") and trial.user_attrs["rejected"].endswith("> max 1000 ms")

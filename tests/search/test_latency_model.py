@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 import cli
 from evaluators.latency import LatencyProbe
 from evaluators.latency_model import LatencyModel
-from search import SearchSettings, run_search
+from search import SearchError, SearchSettings, run_search
+from search._search import NOT_TRAINED_PER_TRIAL
 from search._latency import CALIBRATION_ATTR, MODEL_ATTR
 from spaces import GhostNetConfig
 
@@ -54,9 +55,12 @@ def test_a_search_with_a_latency_model_predicts_and_records_the_file(tiny_space,
 
 def test_the_latency_limit_applies_to_the_prediction(tiny_space, tiny_profile, tmp_path, no_probe):
     model = LatencyModel.load(tiny_profile)
-    s = settings(tiny_space, tmp_path, tiny_profile, trials=4, objectives=("flops", "params"), max_latency_ms=1e-6)
-    run_search(s)
+    s = settings(tiny_space, tmp_path, tiny_profile, trials=1, objectives=("flops", "params"), max_latency_ms=1e-6)
+    # Every prediction is over the limit, so no model is trained and the search stops saying so.
+    with pytest.raises(SearchError, match=r"latency_ms rejected most .*--max-latency-ms"):
+        run_search(s)
     study = optuna.load_study(study_name="m", storage=s.storage_url)
+    assert len(study.get_trials()) == NOT_TRAINED_PER_TRIAL
     for t in study.get_trials():
         predicted = model.predict(GhostNetConfig.from_dict(t.user_attrs["config"]))
         assert t.user_attrs["rejected"] == f"latency_ms {predicted:.2f} ms > max 1e-06 ms"
