@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from evaluators._denormals import flush_denormals
 from evaluators.data import ImageSet, augment_batch, resize
-from evaluators.training import _learning_rate
+from evaluators.training import _learning_rate, recalibrate_bn
 from spaces import GhostNASError, GhostNetConfig, build_model
 
 __all__ = ["CHECKPOINT_FILE", "REQUEST_FILE", "RunError", "RunSettings", "TrainedRun", "atomic_write", "train_run"]
@@ -67,6 +67,12 @@ class RunSettings:
     warmup_epochs: float = 1.0
     ema_decay: float | None = None  # per step, e.g. 0.999; None: no EMA
     augment: bool = True  # random crop (padding input_size/8) and, where labels allow, flips
+    # Adaptive BN before every validation (as the proxy does): the running statistics recomputed
+    # from this many plain training batches, so the validated and exported weights see BN
+    # statistics of their own. Without it a briefly trained re-parameterised (ghostv3) net's
+    # eval-mode activations run far off its lagging statistics (1e3x seen), and fp32 rounding
+    # alone then moves its logits by ~1: no ONNX check can pass. 0: off.
+    bn_batches: int = 10
     device: str = "cpu"
     seed: int = 0
     progress: bool = True
@@ -76,6 +82,8 @@ class RunSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.bn_batches, bool) or not isinstance(self.bn_batches, int) or self.bn_batches < 0:
+            raise ValueError(f"bn_batches must be an integer >= 0, got {self.bn_batches!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         for name in ("momentum", "label_smoothing"):
@@ -183,6 +191,9 @@ class _Session:
 
         torch.manual_seed(settings.seed)
         self.generator = torch.Generator().manual_seed(settings.seed)  # data order and augmentation
+        # The same plain training batches for every recalibration, drawn apart from the data order.
+        count = min(settings.bn_batches, self.steps_per_epoch) * self.batch_size
+        self.bn_index = torch.randperm(len(train), generator=torch.Generator().manual_seed(settings.seed))[:count].to(device)
         self.model = build_model(self.config).to(device=device, memory_format=torch.channels_last)
         decay = [p for p in self.model.parameters() if p.ndim > 1]
         no_decay = [p for p in self.model.parameters() if p.ndim <= 1]  # BatchNorm and biases
@@ -272,7 +283,12 @@ class _Session:
         return loss.detach()
 
     def _evaluate(self) -> float:
-        model = (self.ema.module if self.ema is not None else self.model).eval()
+        model = self.ema.module if self.ema is not None else self.model
+        index = self.bn_index
+        if len(index):
+            with self.autocast:
+                recalibrate_bn(model, (self._inputs(self.train_images[index[i : i + self.batch_size]]) for i in range(0, len(index), self.batch_size)))
+        model.eval()
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         with torch.inference_mode(), self.autocast:
             for start in range(0, len(self.val_labels), _EVAL_BATCH):

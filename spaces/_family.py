@@ -56,8 +56,11 @@ class ConvBn(nn.Module):
 
 
 def _fold_bn(weight: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    std = (bn.running_var + bn.eps).sqrt()
-    return weight * (bn.weight / std).reshape(-1, 1, 1, 1), bn.bias - bn.running_mean * bn.weight / std
+    """``weight`` and the bias of conv -> ``bn`` (running statistics) as one conv, in float64:
+    the branches' sum is rounded once, to the model's dtype, when it is copied into the conv."""
+    gamma, beta, mean, var = (t.double() for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var))
+    scale = gamma / (var + bn.eps).sqrt()
+    return weight.double() * scale.reshape(-1, 1, 1, 1), beta - mean * scale
 
 
 @torch.no_grad()
@@ -76,7 +79,7 @@ def _fuse(branches: nn.ModuleList, scale: ConvBn | None, skip: nn.BatchNorm2d | 
         parts.append(_fold_bn(identity, skip))
     fused = nn.Conv2d(
         template.in_channels, template.out_channels, kernel, template.stride, template.padding,
-        dilation=template.dilation, groups=template.groups, bias=True,
+        dilation=template.dilation, groups=template.groups, bias=True, device=template.weight.device, dtype=template.weight.dtype,
     )  # fmt: skip
     fused.weight.copy_(sum(w for w, _ in parts))
     fused.bias.copy_(sum(b for _, b in parts))
