@@ -3,7 +3,9 @@
 ``ghostnas profile`` (``evaluators.profile``) times the blocks of the space on the target
 device, each as a ratio to the reference model timed in the same interleaved pairs, and writes
 a JSON file. This module reads that file and predicts: each unit (the stem, every bottleneck,
-the head) is looked up by its exact shape, or, for a shape the profile never timed, estimated
+the head) is looked up by its exact shape (the block's class, so its type: v1/v2, v3, yolov5, and
+every conv's kernel, stride, groups, dilation and bias, so the DFC attention and a dilated cheap op
+too), or, for a shape the profile never timed, estimated
 by a non-negative linear fit on its layer counts, dense and depthwise MACs and activation sizes;
 the units' sum is scaled, plus a cost per unit, both fitted on whole models of the same run
 (a block inside a model does not cost what it costs alone). Or, where the profile found it
@@ -28,7 +30,7 @@ from spaces import GhostNASError, GhostNetConfig, build_model
 __all__ = ["FEATURES", "FORMAT", "LatencyModel", "LatencyModelError", "Unit", "config_units"]
 
 FORMAT = "ghostnas-latency-model"
-VERSION = 1
+VERSION = 2  # 2: unit keys name the block's class and each conv's dilation and bias
 KINDS = ("stem", "block", "head")
 # Per-unit features of the fitted model (one intercept per kind, then the layer-level sums).
 FEATURES = (*(f"is_{k}" for k in KINDS), "layers", "dense_mmacs", "depthwise_mmacs", "activations_100k")
@@ -74,11 +76,11 @@ def config_units(config: GhostNetConfig, *, batch_size: int = 1) -> list[tuple[U
             x = module(x)
             for hook in hooks:
                 hook.remove()
-            units.append((_unit(kind, shape, layers, batch_size), module))
+            units.append((_unit(kind, shape, layers, batch_size, block=type(module).__name__), module))
     return units
 
 
-def _unit(kind: str, shape: tuple[int, ...], layers: list[tuple[nn.Module, torch.Tensor]], batch: int) -> Unit:
+def _unit(kind: str, shape: tuple[int, ...], layers: list[tuple[nn.Module, torch.Tensor]], batch: int, *, block: str) -> Unit:
     dense = depthwise = activations = 0.0
     signature = []
     for layer, out in layers:
@@ -89,12 +91,14 @@ def _unit(kind: str, shape: tuple[int, ...], layers: list[tuple[nn.Module, torch
             k = layer.kernel_size[0] * layer.kernel_size[1]
             macs = out.numel() / batch * layer.in_channels / layer.groups * k
             dw = layer.groups > 1
-            signature.append((layer.in_channels, layer.out_channels, layer.kernel_size[0], layer.stride[0], layer.groups))
+            signature.append(
+                (layer.in_channels, layer.out_channels, *layer.kernel_size, layer.stride[0], layer.groups, layer.dilation[0], layer.bias is not None)
+            )
         depthwise, dense = (depthwise + macs, dense) if dw else (depthwise, dense + macs)
         activations += out.numel() / batch
     onehot = [float(kind == k) for k in KINDS]
     features = (*onehot, float(len(layers)), dense / 1e6, depthwise / 1e6, activations / 1e5)
-    return Unit(kind=kind, key=f"{kind}|{list(shape[1:])}|{signature}", input_shape=shape, features=features)
+    return Unit(kind=kind, key=f"{kind}|{block}|{list(shape[1:])}|{signature}", input_shape=shape, features=features)
 
 
 @dataclass(frozen=True)

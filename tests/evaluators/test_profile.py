@@ -111,3 +111,61 @@ def test_bad_profile_settings_are_value_errors():
     for bad in ({"preset": "mobile"}, {"models": 1}, {"holdout": 0}, {"threads": 0}, {"backend": "tvm"}, {"unit_seconds": 0}):
         with pytest.raises(ValueError):
             ProfileSettings(**bad)
+
+
+def _family_tables() -> dict[str, GhostNetConfig]:
+    """One table (GhostNet 0.35x, 16 px, no SE: yolov5 allows none) in every block type."""
+    import dataclasses
+
+    base = reference("ghostnet-0.35x", preset="cifar", num_classes=10, input_size=16)
+    base = base.replace(stages=tuple(tuple(dataclasses.replace(b, se=0.0) for b in stage) for stage in base.stages))
+    kinds = {kind: base.replace(block_types=(kind,) * len(base.stages)) for kind in ("ghost", "ghostv2", "ghostv3", "ghostv3-nodfc")}
+    return {**kinds, "yolov5": base.replace(module="yolov5", dw_size=5), "dilated": base.replace(dw_dilation=2)}
+
+
+def test_every_block_type_is_its_own_unit():
+    # A fused v3 block has v1's conv shapes and a v2 block's DFC convs are v3's: the lookup key
+    # names the block's class and each conv's dilation and bias, so no type is predicted from
+    # another's measurement.
+    classes = {"ghost": "GhostBottleneck", "ghostv2": "GhostBottleneck", "ghostv3": "GhostBottleneckV3",
+               "ghostv3-nodfc": "GhostBottleneckV3", "yolov5": "YoloGhostBottleneck", "dilated": "GhostBottleneck"}  # fmt: skip
+    blocks = {}
+    for kind, config in _family_tables().items():
+        keys = [u.key for u, _ in config_units(config) if u.kind == "block"]
+        assert len(keys) == len(config.blocks) and all(k.split("|")[1] == classes[kind] for k in keys)
+        blocks[kind] = set(keys)
+    kinds = list(blocks)
+    assert all(not blocks[a] & blocks[b] for i, a in enumerate(kinds) for b in kinds[i + 1 :])
+
+
+def test_a_profile_of_a_family_space_times_each_block_type_it_predicts(tmp_path):
+    import yaml
+
+    from evaluators.profile import _sample, profile
+
+    space = {
+        "width": 0.35, "ratio": 2, "dw_size": 5, "module": {"choices": ["ghostnet", "yolov5"]}, "head": "last_exp",
+        "stages": [
+            {"stride": s, "depth": 1, "block": {"choices": ["ghost", "ghostv2", "ghostv3"]}, "kernel": 3, "exp": 48, "out": 24, "se": 0}
+            for s in (1, 2, 1)
+        ],
+    }  # fmt: skip
+    path = tmp_path / "family.yaml"
+    path.write_text(yaml.safe_dump(space))
+    settings = ProfileSettings(input_size=16, models=6, holdout=1, unit_seconds=0.05, model_seconds=0.1, progress=False)
+    data = profile(settings, load_space(path), cache_dir=tmp_path)
+    path.with_suffix(".json").write_text(json.dumps(data))
+    timed = {key.split("|")[1] for key in data["units"] if key.startswith("block|")}
+    assert timed == {"GhostBottleneck", "GhostBottleneckV3", "YoloGhostBottleneck"}
+    assert all(ratio > 0 for ratio in data["units"].values())
+    # Read back, the file predicts every unit of every training model from its own timing.
+    model = LatencyModel.load(path.with_suffix(".json"))
+    train, _ = _sample(load_space(path), settings)
+    assert [c.id for c in train] == data["train_models"]
+    for config in train:
+        units = config_units(config)
+        assert all(u.key in data["units"] for u, _ in units)
+        summed = sum(data["units"][u.key] for u, _ in units)
+        correction = data["correction"]
+        expected = correction["slope"] * summed + correction["per_unit"] * len(units)
+        assert model.predict_ratio(config, mode="blocks") == pytest.approx(expected, rel=1e-12)

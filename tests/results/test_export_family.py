@@ -57,3 +57,53 @@ def test_exports_name_the_builder_and_the_feature_maps(tmp_path):
     assert "# not timm-compatible: closest is version v2: module ghostnet, dw_dilation 2" in text
     assert text.count("# feature maps: 40 ch at stride 8, 112 ch at stride 16, 160 ch at stride 32") == 4
     assert read_exported(path) == read_exported(tmp_path / "best.json") == [reference("ghostnetv2-1.0x").replace(dw_dilation=2), reference("ghostnetv3-1.0x"), reference("ghostnetv2-1.0x"), reference("ghostnet-1.0x")]
+
+
+def _timm_reproduces(config, version: str) -> bool:
+    """Whether timm's GhostNet(cfgs, width=..., version=...) of ``config``'s table loads our
+    weights strictly and computes our logits."""
+    import dataclasses
+
+    import pytest
+    import torch
+
+    from spaces import build_model
+
+    ghostnet = pytest.importorskip("timm.models.ghostnet")
+    table = config.to_official(strict=False)
+    torch.manual_seed(0)
+    ours = build_model(dataclasses.replace(config, dropout=0.0)).eval()
+    theirs = ghostnet.GhostNet(table["cfgs"], num_classes=config.num_classes, width=table["width"], version=version).eval()
+    try:
+        theirs.load_state_dict(ours.state_dict(), strict=True)
+    except RuntimeError:  # missing, unexpected or misshaped tensors
+        return False
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        return torch.allclose(ours(x), theirs(x), atol=1e-5)
+
+
+def test_the_builders_an_export_names_build_its_members(tmp_path):
+    # What best.py claims is checked against the classes themselves: timm's GhostNet with the
+    # version named (timm's v1 is the official code) loads the member's weights and computes
+    # its logits; a member marked not timm-compatible is not reproduced by its closest version.
+    front = pareto_front(load_trials(family_study(tmp_path / "study.log")))
+    members = json.loads(export(front, fmt="json", path=tmp_path / "best.json").read_text())
+    configs = read_exported(tmp_path / "best.json")
+    for member, config in zip(members, configs):
+        if member["timm_version"]:
+            assert _timm_reproduces(config, member["timm_version"])
+        else:  # "closest is version v2: ..."
+            assert not _timm_reproduces(config, member["timm_incompatibility"].split()[3].rstrip(":"))
+        assert member["official_compatible"] == (member["timm_version"] == "v1")
+
+
+def test_yolov5_and_v3_everywhere_are_marked_unbuildable_and_are():
+    import dataclasses
+
+    base = reference("ghostnet-1.0x")
+    yolo = base.replace(module="yolov5", dw_size=5, stages=tuple(tuple(dataclasses.replace(b, se=0.0) for b in s) for s in base.stages))
+    v3_everywhere = base.replace(block_types=("ghostv3",) * len(base.stages))
+    for config in (yolo, v3_everywhere):
+        assert config.timm_version() is None and config.official_incompatibility()
+        assert not any(_timm_reproduces(config, version) for version in ("v1", "v2", "v3"))
