@@ -6,15 +6,17 @@ the file, read back, predicts the held-out models it was measured on within the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from evaluators.latency import LatencyProbe, LatencySettings
 from evaluators.latency_model import FEATURES, LatencyModel, LatencyModelError, _unit_modules, config_units
-from evaluators.profile import ProfileSettings
+from evaluators.profile import ProfileSettings, _sample, profile
 from spaces import GhostNetConfig, build_model, load_space, reference
 
 QUICK = dict(input_size=16, models=4, holdout=4)  # as tests/conftest.py's tiny_profile
@@ -115,8 +117,6 @@ def test_bad_profile_settings_are_value_errors():
 
 def _family_tables() -> dict[str, GhostNetConfig]:
     """One table (GhostNet 0.35x, 16 px, no SE: yolov5 allows none) in every block type."""
-    import dataclasses
-
     base = reference("ghostnet-0.35x", preset="cifar", num_classes=10, input_size=16)
     base = base.replace(stages=tuple(tuple(dataclasses.replace(b, se=0.0) for b in stage) for stage in base.stages))
     kinds = {kind: base.replace(block_types=(kind,) * len(base.stages)) for kind in ("ghost", "ghostv2", "ghostv3", "ghostv3-nodfc")}
@@ -139,10 +139,6 @@ def test_every_block_type_is_its_own_unit():
 
 
 def test_a_profile_of_a_family_space_times_each_block_type_it_predicts(tmp_path):
-    import yaml
-
-    from evaluators.profile import _sample, profile
-
     space = {
         "width": 0.35, "ratio": 2, "dw_size": 5, "module": {"choices": ["ghostnet", "yolov5"]}, "head": "last_exp",
         "stages": [

@@ -3,15 +3,18 @@ timm's GhostNet with a version, or only this project), and the feature maps a de
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import optuna
+import pytest
+import torch
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from results import export, load_trials, pareto_front, read_exported
-from spaces import Choice, load_space, reference
+from spaces import Choice, build_model, load_space, reference
 
 FAMILY_SPACE = load_space(Path(__file__).parents[2] / "spaces" / "ghostnet_family.yaml")
 
@@ -99,8 +102,6 @@ def test_the_builders_an_export_names_build_its_members(tmp_path):
 
 
 def test_yolov5_and_v3_everywhere_are_marked_unbuildable_and_are():
-    import dataclasses
-
     base = reference("ghostnet-1.0x")
     yolo = base.replace(module="yolov5", dw_size=5, stages=tuple(tuple(dataclasses.replace(b, se=0.0) for b in s) for s in base.stages))
     v3_everywhere = base.replace(block_types=("ghostv3",) * len(base.stages))
