@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from evaluators._denormals import flush_denormals
 from evaluators.data import ImageSet, augment_batch, resize
-from evaluators.training import _learning_rate
+from evaluators.training import _learning_rate, train_step
 from spaces import GhostNASError, GhostNetConfig, build_model
 
 __all__ = ["CHECKPOINT_FILE", "REQUEST_FILE", "RunError", "RunSettings", "TrainedRun", "atomic_write", "train_run"]
@@ -260,16 +259,14 @@ class _Session:
         images = self.train_images[index]
         if self.padding or self.flip:
             images = augment_batch(images, generator=self.generator, padding=self.padding, flip=self.flip)
-        with self.autocast:
-            logits = self.model(self._inputs(images))
-            loss = F.cross_entropy(logits.float(), self.train_labels[index], label_smoothing=self.settings.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        loss = train_step(
+            self.model, self.optimizer, self._inputs(images), self.train_labels[index],
+            autocast=self.autocast, label_smoothing=self.settings.label_smoothing,
+        )  # fmt: skip
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return loss.detach()
+        return loss
 
     def _evaluate(self) -> float:
         model = (self.ema.module if self.ema is not None else self.model).eval()
