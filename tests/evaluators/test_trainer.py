@@ -23,9 +23,8 @@ from spaces import reference
         ({"device": "tpu"}, "device must be 'cpu' or 'cuda'"),
     ],
 )
-def test_bad_settings_are_refused(changes, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)")):
-        RunSettings(**changes)
+def test_bad_settings_are_refused(one_line_refusal, changes, message):
+    one_line_refusal(ValueError, message, lambda: RunSettings(**changes))
 
 
 def test_ema_weights_are_the_result_and_are_checkpointed(tmp_path):
