@@ -377,7 +377,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     from evaluators.latency import LatencyProbe, LatencySettings
     from evaluators.profile import ProfileSettings, profile
-    from spaces import load_space
+    from spaces import check_writable_target, load_space, write_atomic
 
     keys = ("preset", "input_size", "num_classes", "backend", "threads", "device", "models", "holdout", "seed", "progress")
     values = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
@@ -389,8 +389,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     if not args.out.parent.is_dir():  # before minutes of timing, not after
         raise UsageError(f"profile: cannot write {args.out}: {args.out.parent} is not a directory")
+    check_writable_target(args.out)  # a device or a FIFO: refused now, not after the timing
     data = profile(settings, space)
-    _write_json(args.out, data)
+    write_atomic(args.out, json.dumps(data, indent=1))
     e = data["error"]
     log.info(
         "profiled %d blocks and %d models in %.0f s; on %d held-out models %.0f %% within +-10 %%, median error %.1f %%, Kendall %s",
@@ -399,16 +400,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(args.out)
     return 0
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Write then rename, so an interrupted write leaves no half file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UsageError(f"profile: cannot write {path}: {exc.strerror or exc}") from None
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:

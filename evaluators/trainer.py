@@ -19,11 +19,8 @@ import contextlib
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +33,9 @@ from tqdm import tqdm
 from evaluators._denormals import flush_denormals
 from evaluators.data import ImageSet, augment_batch, resize
 from evaluators.training import _learning_rate, train_step
-from spaces import GhostNASError, GhostNetConfig, build_model
+from spaces import GhostNASError, GhostNetConfig, build_model, write_atomic
 
-__all__ = ["CHECKPOINT_FILE", "REQUEST_FILE", "RunError", "RunSettings", "TrainedRun", "atomic_write", "train_run"]
+__all__ = ["CHECKPOINT_FILE", "REQUEST_FILE", "RunError", "RunSettings", "TrainedRun", "train_run"]
 
 log = logging.getLogger(__name__)
 
@@ -135,30 +132,7 @@ def claim_run_dir(out: Path, request: dict[str, Any]) -> None:
         return
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RunError(f"{out} exists and holds no GhostNAS run; choose another --out")
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(request, indent=2, sort_keys=True), encoding="utf-8"))
-
-
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
-    """``write(tmp)`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(handle)
-    except OSError as exc:
-        raise RunError(f"cannot write {path}: {exc.strerror or exc}") from None
-    tmp = Path(name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as stream:
-            os.fsync(stream.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise RunError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
-    return path
+    write_atomic(path, json.dumps(request, indent=2, sort_keys=True), error=RunError)
 
 
 class _Session:
@@ -293,7 +267,7 @@ class _Session:
             "history": json.dumps(self.history),
             "seconds": self.seconds,
         }
-        atomic_write(self.out / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
+        write_atomic(self.out / CHECKPOINT_FILE, lambda stream: torch.save(state, stream), error=RunError)
 
     def _restore(self, request: dict[str, Any]) -> int:
         """Load the checkpoint if there is one; the number of epochs it holds (0 without)."""
