@@ -248,14 +248,22 @@ def _eval_table(result: dict[str, Any]) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from evaluators.data import load_dataset
     from evaluators.deploy import train_and_export
-    from evaluators.trainer import RunSettings
+    from evaluators.trainer import RunSettings, check_run_dir
+    from spaces import MAX_INPUT_SIZE, check_int
 
-    config, source, about, dataset, data_root, out = _train_source(args)
-    if args.input_size is not None:
-        config = config.replace(input_size=args.input_size)
+    # Every flag is checked before the study is opened or the data read.
     recipe = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr), ("ema_decay", args.ema)) if v is not None}
     progress = args.progress if args.progress is not None else not args.quiet
     settings = _settings(RunSettings, **recipe, device=args.device or "cpu", seed=args.seed, progress=progress)
+    if not 0 < args.val_fraction < 1:
+        raise UsageError(f"--val-fraction must be a number between 0 and 1 (both excluded), got {args.val_fraction!r}")
+    for name, low, high in (("input_size", 8, MAX_INPUT_SIZE), ("subset", 1, None)):
+        if getattr(args, name) is not None:
+            check_int(f"--{name.replace('_', '-')}", getattr(args, name), low=low, high=high)
+    config, source, about, dataset, data_root, out = _train_source(args)
+    if args.input_size is not None:
+        config = config.replace(input_size=args.input_size)
+    check_run_dir(out)
     data = load_dataset(dataset, data_root=args.data_root or data_root, download=args.download)
     metrics = train_and_export(config, data, settings, out=out, source=source, about=about, val_fraction=args.val_fraction, subset=args.subset)
     onnx = metrics["onnx"]
@@ -508,7 +516,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 # Flags whose value may look like an option to argparse (``--max-flops -5M``): joined to their
 # flag as ``--max-flops=-5M``, so that the check of the value says what is wrong with it.
-_VALUE_FLAGS = re.compile(r"--(max-flops|max-params|max-latency-ms|seed|trials|timeout|workers|threads|epochs|subset|input-size|num-classes|width|runs|max-models|member|rung-ratio|val-fraction)")
+_VALUE_FLAGS = re.compile(r"--(max-flops|max-params|max-latency-ms|seed|trials|timeout|workers|threads|epochs|subset|input-size|num-classes|width|runs|max-models|member|rung-ratio|val-fraction|trial|batch-size|lr|ema|models|holdout)")
 
 
 def _join_negative_values(argv: list[str]) -> list[str]:

@@ -32,15 +32,16 @@ from tqdm import tqdm
 
 from evaluators._denormals import flush_denormals
 from evaluators.data import ImageSet, augment_batch, resize
-from evaluators.training import _learning_rate, train_step
-from spaces import GhostNASError, GhostNetConfig, build_model, write_atomic
+from evaluators.training import MAX_SEED, _learning_rate, train_step
+from spaces import GhostNASError, GhostNetConfig, build_model, check_int, check_number, write_atomic
 
-__all__ = ["CHECKPOINT_FILE", "REQUEST_FILE", "RunError", "RunSettings", "TrainedRun", "train_run"]
+__all__ = ["CHECKPOINT_FILE", "MAX_EPOCHS", "REQUEST_FILE", "RunError", "RunSettings", "TrainedRun", "check_run_dir", "claim_run_dir", "train_run"]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 REQUEST_FILE = "run.json"
+MAX_EPOCHS = 10_000  # ImageNet recipes run 300-600; more is a typo, not a plan
 _CHECKPOINT_FORMAT = 1
 _EVAL_BATCH = 512
 
@@ -68,12 +69,10 @@ class RunSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        check_int("epochs", self.epochs, low=1, high=MAX_EPOCHS)
+        check_int("batch_size", self.batch_size, low=1)  # larger than the training set: the whole set
+        check_int("seed", self.seed, low=0, high=MAX_SEED)
+        check_number("lr", self.lr, low=0, low_open=True)
         for name in ("momentum", "label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)!r}")
@@ -118,6 +117,18 @@ def train_run(
         return _Session(config, train, val, settings, device, out).run(request)
 
 
+def check_run_dir(out: Path) -> None:
+    """Refuse, before any work, an ``out`` that cannot become a run directory: something that
+    is not a directory or holds files but no run, or a path under a regular file."""
+    if (out / REQUEST_FILE).exists():
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunError(f"{out} exists and holds no GhostNAS run; choose another --out")
+    above = next((p for p in out.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise RunError(f"cannot create {out}: {above} is not a directory")
+
+
 def claim_run_dir(out: Path, request: dict[str, Any]) -> None:
     """Make ``out`` this request's run directory, or refuse one that belongs to another."""
     path = out / REQUEST_FILE
@@ -130,8 +141,7 @@ def claim_run_dir(out: Path, request: dict[str, Any]) -> None:
             diff = ", ".join(k for k in sorted(set(held) | set(request)) if held.get(k) != request.get(k))
             raise RunError(f"{out} holds a run of another command (it differs in: {diff}); choose another --out or delete it")
         return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise RunError(f"{out} exists and holds no GhostNAS run; choose another --out")
+    check_run_dir(out)
     write_atomic(path, json.dumps(request, indent=2, sort_keys=True), error=RunError)
 
 
