@@ -248,14 +248,22 @@ def _eval_table(result: dict[str, Any]) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from evaluators.data import load_dataset
     from evaluators.deploy import train_and_export
-    from evaluators.trainer import RunSettings
+    from evaluators.trainer import RunSettings, check_run_dir
+    from spaces import MAX_INPUT_SIZE, check_int
 
-    config, source, about, dataset, data_root, out = _train_source(args)
-    if args.input_size is not None:
-        config = config.replace(input_size=args.input_size)
+    # Every flag is checked before the study is opened or the data read.
     recipe = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr), ("ema_decay", args.ema)) if v is not None}
     progress = args.progress if args.progress is not None else not args.quiet
     settings = _settings(RunSettings, **recipe, device=args.device or "cpu", seed=args.seed, progress=progress)
+    if not 0 < args.val_fraction < 1:
+        raise UsageError(f"--val-fraction must be a number between 0 and 1 (both excluded), got {args.val_fraction!r}")
+    for name, low, high in (("input_size", 8, MAX_INPUT_SIZE), ("subset", 1, None)):
+        if getattr(args, name) is not None:
+            check_int(f"--{name.replace('_', '-')}", getattr(args, name), low=low, high=high)
+    config, source, about, dataset, data_root, out = _train_source(args)
+    if args.input_size is not None:
+        config = config.replace(input_size=args.input_size)
+    check_run_dir(out)
     data = load_dataset(dataset, data_root=args.data_root or data_root, download=args.download)
     metrics = train_and_export(config, data, settings, out=out, source=source, about=about, val_fraction=args.val_fraction, subset=args.subset)
     onnx = metrics["onnx"]
@@ -307,7 +315,9 @@ def _train_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[s
 
 def _eval_run(args: argparse.Namespace) -> int:
     """``eval --run DIR``: the trained model's top-1 on --dataset, its latency (PyTorch and ONNX
-    Runtime, with the ratio to GhostNet 1.0x timed beside it), params and FLOPs."""
+    Runtime, each calibrated as the search does: its ratio to GhostNet 1.0x times that reference's
+    latency timed in this process, the raw median beside it), params and FLOPs."""
+    from evaluators.calibration import calibrate
     from evaluators.deploy import accuracy_on, load_run
     from evaluators.flops import count_cost
     from evaluators.latency import LatencyProbe, LatencySettings
@@ -333,7 +343,9 @@ def _eval_run(args: argparse.Namespace) -> int:
             beside = False
         for backend in ("torch", "onnxruntime"):
             probe = LatencyProbe(settings=_settings(LatencySettings, device="cpu", threads=args.threads or 1, backend=backend, reference=beside, **({} if beside else {"memory_format": "channels_last"})))
-            result[f"latency_{backend}"] = probe.measure(config).to_dict()
+            latency = calibrate(probe, config).apply(probe.measure(config)) if beside else probe.measure(config)
+            # As `eval --json` reports a config: latency_ms calibrated (None without the reference), the raw median beside it.
+            result[f"latency_{backend}"] = {"latency_ms": latency.calibrated_ms, "latency_raw_ms": latency.median_ms, **latency.to_dict()}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -345,8 +357,10 @@ def _eval_run(args: argparse.Namespace) -> int:
     for backend, name in (("torch", "PyTorch"), ("onnxruntime", "ONNX Runtime")):
         if f"latency_{backend}" in result:
             lat = result[f"latency_{backend}"]
-            ratio = f", {lat['ratio_to_reference']:.3f}x GhostNet 1.0x" if lat.get("ratio_to_reference") is not None else ""
-            rows.append((f"latency, {name}", f"{lat['median_ms']:.3f} ms (p10 {lat['p10_ms']:.3f}, p90 {lat['p90_ms']:.3f}{ratio})"))
+            if lat["latency_ms"] is not None:
+                how = f"{lat['ratio_to_reference']:.3f}x GhostNet 1.0x at {lat['calibration_reference_ms']:.3f} ms"
+                rows.append((f"latency, {name} (calibrated)", f"{lat['latency_ms']:.3f} ms ({how})"))
+            rows.append((f"latency, {name} (raw median)", f"{lat['median_ms']:.3f} ms (p10 {lat['p10_ms']:.3f}, p90 {lat['p90_ms']:.3f}, {lat['runs']} runs)"))
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
     return 0
@@ -377,7 +391,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     from evaluators.latency import LatencyProbe, LatencySettings
     from evaluators.profile import ProfileSettings, profile
-    from spaces import load_space
+    from spaces import check_writable_target, load_space, write_atomic
 
     keys = ("preset", "input_size", "num_classes", "backend", "threads", "device", "models", "holdout", "seed", "progress")
     values = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
@@ -389,8 +403,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     if not args.out.parent.is_dir():  # before minutes of timing, not after
         raise UsageError(f"profile: cannot write {args.out}: {args.out.parent} is not a directory")
+    check_writable_target(args.out)  # a device or a FIFO: refused now, not after the timing
     data = profile(settings, space)
-    _write_json(args.out, data)
+    write_atomic(args.out, json.dumps(data, indent=1))
     e = data["error"]
     log.info(
         "profiled %d blocks and %d models in %.0f s; on %d held-out models %.0f %% within +-10 %%, median error %.1f %%, Kendall %s",
@@ -399,16 +414,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(args.out)
     return 0
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Write then rename, so an interrupted write leaves no half file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UsageError(f"profile: cannot write {path}: {exc.strerror or exc}") from None
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
@@ -517,7 +522,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 # Flags whose value may look like an option to argparse (``--max-flops -5M``): joined to their
 # flag as ``--max-flops=-5M``, so that the check of the value says what is wrong with it.
-_VALUE_FLAGS = re.compile(r"--(max-flops|max-params|max-latency-ms|seed|trials|timeout|workers|threads|epochs|subset|input-size|num-classes|width|runs|max-models|member|rung-ratio|val-fraction)")
+_VALUE_FLAGS = re.compile(r"--(max-flops|max-params|max-latency-ms|seed|trials|timeout|workers|threads|epochs|subset|input-size|num-classes|width|runs|max-models|member|rung-ratio|val-fraction|trial|batch-size|lr|ema|models|holdout)")
 
 
 def _join_negative_values(argv: list[str]) -> list[str]:

@@ -30,8 +30,8 @@ from torch import nn
 
 from evaluators.data import ImageSet, proxy_split, resize
 from evaluators.flops import count_cost
-from evaluators.trainer import RunError, RunSettings, TrainedRun, atomic_write, train_run
-from spaces import ConfigError, GhostNetConfig, build_model
+from evaluators.trainer import RunError, RunSettings, TrainedRun, train_run
+from spaces import ConfigError, GhostNetConfig, build_model, write_atomic, write_atomic_path
 
 __all__ = [
     "ONNX_OPSET", "ONNX_TOLERANCE", "Deployed", "LoadedRun", "accuracy_on", "load_run", "train_and_export", "verify_onnx", "write_run",
@@ -65,7 +65,7 @@ def write_run(trained: TrainedRun, out: Path, *, val_images: torch.Tensor, sourc
 
     config = trained.config
     state = {k: v.detach().contiguous().cpu() for k, v in trained.model.state_dict().items()}
-    atomic_write(out / "model.safetensors", lambda tmp: save_file(state, str(tmp), metadata={"config_id": config.id}))
+    write_atomic_path(out / "model.safetensors", lambda tmp: save_file(state, str(tmp), metadata={"config_id": config.id}), error=RunError)
     incompatible = config.official_incompatibility()
     description = {
         "config": config.to_dict(),
@@ -119,7 +119,7 @@ def export_onnx(model: nn.Module, path: Path, *, example: torch.Tensor, referenc
                 f"top-1 agrees on {check['top1_agree']}/{check['images']} images"
             )
 
-    atomic_write(path, write)
+    write_atomic_path(path, write, error=RunError)
     return check
 
 
@@ -154,7 +154,7 @@ def versions() -> dict[str, str]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+    write_atomic(path, json.dumps(data, indent=2) + "\n", error=RunError)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -29,11 +30,16 @@ from tqdm import tqdm
 from evaluators.calibration import calibrate
 from evaluators.latency import LatencyProbe, LatencySettings
 from evaluators.latency_model import FEATURES, FORMAT, VERSION, LatencyModel, Unit, config_units
-from spaces import PRESETS, ConfigError, GhostNetConfig, SearchSpace, random_suggest, reference, reference_names
+from evaluators.training import MAX_SEED
+from spaces import MAX_CLASSES, MAX_INPUT_SIZE, PRESETS, ConfigError, GhostNetConfig, SearchSpace, check_int, random_suggest, reference, reference_names
 
-__all__ = ["ProfileSettings", "profile"]
+__all__ = ["MAX_MODELS", "ProfileSettings", "profile"]
 
 log = logging.getLogger(__name__)
+
+# At most this many training (and held-out) models: each is timed whole for up to
+# ``model_seconds`` (2 s), and its blocks too, so 1000 of each is already about an hour.
+MAX_MODELS = 1000
 
 
 @dataclass(frozen=True)
@@ -58,10 +64,15 @@ class ProfileSettings:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"profile preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-        for name, low in (("num_classes", 1), ("threads", 1), ("models", 3), ("holdout", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"profile {name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+        # Named as the flags are; bounded so that no value can run for days or fill the memory.
+        cores = os.cpu_count() or 1
+        check_int("--threads", self.threads, low=1, high=cores, why="(the cores of this machine)")
+        check_int("--models", self.models, low=3, high=MAX_MODELS)
+        check_int("--holdout", self.holdout, low=1, high=MAX_MODELS)
+        check_int("--seed", self.seed, low=0, high=MAX_SEED)
+        check_int("--num-classes", self.num_classes, low=2, high=MAX_CLASSES)
+        if self.input_size is not None:
+            check_int("--input-size", self.input_size, low=8, high=MAX_INPUT_SIZE)
         for name in ("unit_seconds", "model_seconds"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):

@@ -19,32 +19,29 @@ import contextlib
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from evaluators._denormals import flush_denormals
 from evaluators.data import ImageSet, augment_batch, resize
-from evaluators.training import _learning_rate, recalibrate_bn
-from spaces import GhostNASError, GhostNetConfig, build_model
+from evaluators.training import MAX_SEED, _learning_rate, recalibrate_bn, train_step
+from spaces import GhostNASError, GhostNetConfig, build_model, check_int, check_number, write_atomic
 
-__all__ = ["CHECKPOINT_FILE", "REQUEST_FILE", "RunError", "RunSettings", "TrainedRun", "atomic_write", "train_run"]
+__all__ = ["CHECKPOINT_FILE", "MAX_EPOCHS", "REQUEST_FILE", "RunError", "RunSettings", "TrainedRun", "check_run_dir", "claim_run_dir", "train_run"]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 REQUEST_FILE = "run.json"
+MAX_EPOCHS = 10_000  # ImageNet recipes run 300-600; more is a typo, not a plan
 _CHECKPOINT_FORMAT = 1
 _EVAL_BATCH = 512
 
@@ -78,14 +75,11 @@ class RunSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.bn_batches, bool) or not isinstance(self.bn_batches, int) or self.bn_batches < 0:
-            raise ValueError(f"bn_batches must be an integer >= 0, got {self.bn_batches!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        check_int("epochs", self.epochs, low=1, high=MAX_EPOCHS)
+        check_int("batch_size", self.batch_size, low=1)  # larger than the training set: the whole set
+        check_int("bn_batches", self.bn_batches, low=0)
+        check_int("seed", self.seed, low=0, high=MAX_SEED)
+        check_number("lr", self.lr, low=0, low_open=True)
         for name in ("momentum", "label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)!r}")
@@ -130,6 +124,18 @@ def train_run(
         return _Session(config, train, val, settings, device, out).run(request)
 
 
+def check_run_dir(out: Path) -> None:
+    """Refuse, before any work, an ``out`` that cannot become a run directory: something that
+    is not a directory or holds files but no run, or a path under a regular file."""
+    if (out / REQUEST_FILE).exists():
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunError(f"{out} exists and holds no GhostNAS run; choose another --out")
+    above = next((p for p in out.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise RunError(f"cannot create {out}: {above} is not a directory")
+
+
 def claim_run_dir(out: Path, request: dict[str, Any]) -> None:
     """Make ``out`` this request's run directory, or refuse one that belongs to another."""
     path = out / REQUEST_FILE
@@ -142,32 +148,8 @@ def claim_run_dir(out: Path, request: dict[str, Any]) -> None:
             diff = ", ".join(k for k in sorted(set(held) | set(request)) if held.get(k) != request.get(k))
             raise RunError(f"{out} holds a run of another command (it differs in: {diff}); choose another --out or delete it")
         return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise RunError(f"{out} exists and holds no GhostNAS run; choose another --out")
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(request, indent=2, sort_keys=True), encoding="utf-8"))
-
-
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
-    """``write(tmp)`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(handle)
-    except OSError as exc:
-        raise RunError(f"cannot write {path}: {exc.strerror or exc}") from None
-    tmp = Path(name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as stream:
-            os.fsync(stream.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise RunError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
-    return path
+    check_run_dir(out)
+    write_atomic(path, json.dumps(request, indent=2, sort_keys=True), error=RunError)
 
 
 class _Session:
@@ -271,16 +253,14 @@ class _Session:
         images = self.train_images[index]
         if self.padding or self.flip:
             images = augment_batch(images, generator=self.generator, padding=self.padding, flip=self.flip)
-        with self.autocast:
-            logits = self.model(self._inputs(images))
-            loss = F.cross_entropy(logits.float(), self.train_labels[index], label_smoothing=self.settings.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        loss = train_step(
+            self.model, self.optimizer, self._inputs(images), self.train_labels[index],
+            autocast=self.autocast, label_smoothing=self.settings.label_smoothing,
+        )  # fmt: skip
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return loss.detach()
+        return loss
 
     def _evaluate(self) -> float:
         model = self.ema.module if self.ema is not None else self.model
@@ -312,7 +292,7 @@ class _Session:
             "history": json.dumps(self.history),
             "seconds": self.seconds,
         }
-        atomic_write(self.out / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
+        write_atomic(self.out / CHECKPOINT_FILE, lambda stream: torch.save(state, stream), error=RunError)
 
     def _restore(self, request: dict[str, Any]) -> int:
         """Load the checkpoint if there is one; the number of epochs it holds (0 without)."""

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ from evaluators._device import check_device
 from evaluators.data import ImageSet, augment_batch, resize
 from spaces import GhostNetConfig, build_model, check_int
 
-__all__ = ["MAX_SEED", "TrainResult", "TrainSettings", "TrainingFailed", "recalibrate_bn", "train_proxy"]
+__all__ = ["MAX_SEED", "TrainResult", "TrainSettings", "TrainingFailed", "recalibrate_bn", "train_proxy", "train_step"]
 
 log = logging.getLogger(__name__)
 
@@ -285,13 +286,10 @@ class _Run:
         images = self.train_images[index]
         if self.padding or self.flip:
             images = augment_batch(images, generator=self.generator, padding=self.padding, flip=self.flip)
-        with self.autocast:
-            logits = self.model(self._inputs(images))
-            loss = F.cross_entropy(logits.float(), self.train_labels[index], label_smoothing=self.settings.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
+        return train_step(
+            self.model, self.optimizer, self._inputs(images), self.train_labels[index],
+            autocast=self.autocast, label_smoothing=self.settings.label_smoothing,
+        )  # fmt: skip
 
     def _evaluate(self) -> float:
         if self.settings.adaptive_bn:
@@ -310,6 +308,27 @@ class _Run:
                 correct += (logits.argmax(1) == self.val_labels[start : start + _EVAL_BATCH]).sum()
         self.seconds["eval"] += time.perf_counter() - t
         return int(correct) / len(self.val_labels)
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    autocast: contextlib.AbstractContextManager[Any],
+    label_smoothing: float,
+) -> torch.Tensor:
+    """One optimisation step on a batch (the proxy's and the full trainer's): forward under
+    ``autocast``, label-smoothed cross-entropy in float32, backward, ``optimizer.step()``.
+    Returns the batch's mean loss, detached (still on the device: reading it would sync a GPU)."""
+    with autocast:
+        logits = model(inputs)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
 
 
 def recalibrate_bn(model: nn.Module, batches: Iterator[torch.Tensor]) -> None:

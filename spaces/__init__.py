@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from spaces._checks import GhostNASError, check_choice, check_int, check_number, check_odd
-from spaces._config import BLOCK_TYPES, MODULES, Block, ConfigError, GhostNetConfig, make_divisible, read_data_file
-from spaces._files import check_writable_target, write_atomic
+from spaces._config import BLOCK_TYPES, MAX_CLASSES, MAX_INPUT_SIZE, MODULES, Block, ConfigError, GhostNetConfig, make_divisible, read_data_file
+from spaces._files import check_writable_target, write_atomic, write_atomic_path
 from spaces._space import Choice, Dimension, Fixed, IntRange, SearchSpace, StageSpace, default_space_path, load_space, random_suggest
 from spaces._reference import FAMILY_REFERENCES, OFFICIAL_CFGS, PRESETS, REFERENCE_WIDTHS, apply_preset, reference, reference_names
 
@@ -30,6 +30,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BLOCK_TYPES",
     "FAMILY_REFERENCES",
+    "MAX_CLASSES",
+    "MAX_INPUT_SIZE",
     "MODULES",
     "GhostNetFeatures",
     "Block",
@@ -64,4 +66,5 @@ __all__ = [
     "reference",
     "reference_names",
     "write_atomic",
+    "write_atomic_path",
 ]

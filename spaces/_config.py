@@ -23,7 +23,7 @@ import yaml
 from spaces._checks import GhostNASError, check_choice, check_int, check_number, check_odd
 from spaces._files import write_atomic
 
-__all__ = ["BLOCK_TYPES", "MAX_BLOCKS", "MAX_CHANNELS", "MAX_CLASSES", "MAX_KERNEL", "MAX_STAGES", "MODULES", "Block", "ConfigError", "GhostNetConfig", "make_divisible", "read_data_file"]
+__all__ = ["BLOCK_TYPES", "MAX_BLOCKS", "MAX_CHANNELS", "MAX_CLASSES", "MAX_INPUT_SIZE", "MAX_KERNEL", "MAX_STAGES", "MODULES", "Block", "ConfigError", "GhostNetConfig", "make_divisible", "read_data_file"]
 
 FORMAT = "ghostnas/1"
 
@@ -54,6 +54,7 @@ MAX_CHANNELS = 8192
 MAX_STAGES = 16
 MAX_BLOCKS = 64  # per stage
 MAX_CLASSES = 100_000
+MAX_INPUT_SIZE = 1024  # pixels a side; at least 8 (the smallest the stems can take)
 
 
 class ConfigError(GhostNASError):
@@ -183,7 +184,7 @@ class GhostNetConfig:
         _check_choice("stem_stride", self.stem_stride, (1, 2))
         self._check_channels("head_channels", self.head_channels)
         _check_int("feature_channels", self.feature_channels, low=1, high=MAX_CHANNELS)
-        _check_int("input_size", self.input_size, low=8, high=1024)
+        _check_int("input_size", self.input_size, low=8, high=MAX_INPUT_SIZE)
         _check_int("num_classes", self.num_classes, low=2, high=MAX_CLASSES)
         _check_number("dropout", self.dropout, low=0.0, high=0.95)
         self._validate_family()

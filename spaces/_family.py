@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["GhostBottleneckV3", "GhostModuleV3", "YoloGhostBottleneck", "YoloGhostConv", "dfc_attention", "dfc_gate"]
+__all__ = [
+    "GhostBottleneckV3", "GhostModuleV3", "YoloGhostBottleneck", "YoloGhostConv", "dfc_attention", "dfc_gate", "projection_shortcut",
+]  # fmt: skip
 
 REPARAM_BRANCHES = 3  # parallel conv+BN branches per re-parameterisable conv (GhostNetV3)
 
@@ -29,6 +31,17 @@ def dfc_attention(in_chs: int, out_chs: int) -> nn.Sequential:
         nn.Conv2d(out_chs, out_chs, (1, 5), 1, (0, 2), groups=out_chs, bias=False),
         nn.BatchNorm2d(out_chs),
         nn.Conv2d(out_chs, out_chs, (5, 1), 1, (2, 0), groups=out_chs, bias=False),
+        nn.BatchNorm2d(out_chs),
+    )
+
+
+def projection_shortcut(in_chs: int, out_chs: int, *, kernel: int, stride: int) -> nn.Sequential:
+    """A Ghost bottleneck's shortcut where the shape changes: depthwise ``kernel`` (``stride``) + BN,
+    then 1x1 conv + BN (the official GhostNet's and timm's ``shortcut``, key for key)."""
+    return nn.Sequential(
+        nn.Conv2d(in_chs, in_chs, kernel, stride, (kernel - 1) // 2, groups=in_chs, bias=False),
+        nn.BatchNorm2d(in_chs),
+        nn.Conv2d(in_chs, out_chs, 1, 1, 0, bias=False),
         nn.BatchNorm2d(out_chs),
     )
 
@@ -154,15 +167,7 @@ class GhostBottleneckV3(nn.Module):
             self.dw_rpr_scale = ConvBn(mid_chs, mid_chs, 1, stride, groups=mid_chs)
         self.se = se
         self.ghost2 = GhostModuleV3(mid_chs, out_chs, relu=False, **ghost)
-        if in_chs == out_chs and stride == 1:
-            self.shortcut: nn.Module = nn.Identity()
-        else:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_chs, in_chs, kernel, stride, (kernel - 1) // 2, groups=in_chs, bias=False),
-                nn.BatchNorm2d(in_chs),
-                nn.Conv2d(in_chs, out_chs, 1, 1, 0, bias=False),
-                nn.BatchNorm2d(out_chs),
-            )
+        self.shortcut: nn.Module = nn.Identity() if in_chs == out_chs and stride == 1 else projection_shortcut(in_chs, out_chs, kernel=kernel, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from spaces._checks import GhostNASError
 
-__all__ = ["check_writable_target", "write_atomic"]
+__all__ = ["check_writable_target", "write_atomic", "write_atomic_path"]
 
 # mkstemp makes 0600 files; give a new file the mode a plain open() would (read once, here,
 # because reading the umask means setting it).
@@ -56,14 +56,8 @@ def write_atomic(path: str | Path, data: str | bytes | Callable[[BinaryIO], obje
     file system, so ``os.replace`` is atomic. A failure (disk full, Ctrl-C) leaves the old file
     and no temporary one. An existing file keeps its mode. Returns ``path``.
     """
-    path = Path(path)
-    target = check_writable_target(path, error=error)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise error(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
+
+    def fill(handle: int, temp: Path) -> None:
         with os.fdopen(handle, "wb") as stream:
             if callable(data):
                 data(stream)
@@ -71,6 +65,37 @@ def write_atomic(path: str | Path, data: str | bytes | Callable[[BinaryIO], obje
                 stream.write(data.encode("utf-8") if isinstance(data, str) else data)
             stream.flush()
             os.fsync(stream.fileno())
+
+    return _replace(path, fill, error=error)
+
+
+def write_atomic_path(path: str | Path, write: Callable[[Path], object], *, error: type[Exception] = GhostNASError) -> Path:
+    """:func:`write_atomic` for writers that want a file name (``safetensors.save_file``,
+    ``torch.onnx.export``): ``write(temp)`` makes the temporary file beside the target, and may
+    read it back to check it; if it raises, the target is left as it was. Returns ``path``.
+    """
+
+    def fill(handle: int, temp: Path) -> None:
+        os.close(handle)
+        write(temp)
+        with open(temp, "rb+") as stream:
+            os.fsync(stream.fileno())
+
+    return _replace(path, fill, error=error)
+
+
+def _replace(path: str | Path, fill: Callable[[int, Path], None], *, error: type[Exception]) -> Path:
+    """Make a temporary file beside ``path``'s target, ``fill(handle, temp)`` it, rename it over."""
+    path = Path(path)
+    target = check_writable_target(path, error=error)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise error(f"cannot write {path}: {exc.strerror or exc}") from None
+    temp = Path(name)
+    try:
+        fill(handle, temp)
         try:
             mode = stat.S_IMODE(os.stat(target).st_mode)
         except FileNotFoundError:
@@ -78,7 +103,7 @@ def write_atomic(path: str | Path, data: str | bytes | Callable[[BinaryIO], obje
         os.chmod(temp, mode)
         os.replace(temp, target)
     except BaseException as exc:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise error(f"cannot write {path}: {exc.strerror or exc}") from None
         raise

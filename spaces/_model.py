@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spaces._config import DFC_TYPES, REPARAM_TYPES, Block, GhostNetConfig, make_divisible
-from spaces._family import GhostBottleneckV3, YoloGhostBottleneck, dfc_attention, dfc_gate
+from spaces._family import GhostBottleneckV3, YoloGhostBottleneck, dfc_attention, dfc_gate, projection_shortcut
 
 __all__ = ["GhostBottleneck", "GhostModule", "GhostNet", "GhostNetFeatures", "SqueezeExcite", "build_model"]
 
@@ -108,15 +108,8 @@ class GhostBottleneck(nn.Module):
             self.bn_dw = nn.BatchNorm2d(mid_chs)
         self.se = SqueezeExcite(mid_chs, se_ratio=se_ratio) if se_ratio > 0 else None
         self.ghost2 = GhostModule(mid_chs, out_chs, relu=False, **ghost)
-        if in_chs == out_chs and stride == 1:
-            self.shortcut = nn.Sequential()
-        else:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_chs, in_chs, kernel, stride, (kernel - 1) // 2, groups=in_chs, bias=False),
-                nn.BatchNorm2d(in_chs),
-                nn.Conv2d(in_chs, out_chs, 1, 1, 0, bias=False),
-                nn.BatchNorm2d(out_chs),
-            )
+        # An empty Sequential as the identity, as the official code has it.
+        self.shortcut: nn.Module = nn.Sequential() if in_chs == out_chs and stride == 1 else projection_shortcut(in_chs, out_chs, kernel=kernel, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x

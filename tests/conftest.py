@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,22 @@ from spaces import default_space_path
 
 # Small real networks: every stage one block deep, narrow, ghost ratio and cheap kernel free.
 TINY_STAGE = {"depth": 1, "kernel": {"choices": [3, 5]}, "se": {"choices": [0, 0.25]}}
+
+
+@pytest.fixture
+def one_line_refusal() -> Callable[..., str]:
+    """``one_line_refusal(error, message, call)``: assert that ``call()`` raises ``error`` whose
+    text holds ``message`` and is one line (what a user sees); returns that text."""
+
+    def check(error: type[BaseException], message: str, call: Callable[[], object]) -> str:
+        with pytest.raises(error) as caught:
+            call()
+        text = str(caught.value)
+        assert message in text, text
+        assert "\n" not in text, text
+        return text
+
+    return check
 
 
 @pytest.fixture(scope="session")

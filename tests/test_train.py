@@ -201,8 +201,35 @@ def test_eval_run_reports_accuracy_latency_params_and_flops(run):
     for backend in ("torch", "onnxruntime"):
         latency = result[f"latency_{backend}"]
         assert latency["median_ms"] > 0 and latency["env"]["backend"] == backend
-        # GhostNet 1.0x (total stride 32) cannot run at 16 px: timed alone, no ratio.
-        assert latency["ratio_to_reference"] is None
+        # GhostNet 1.0x (total stride 32) cannot run at 16 px: timed alone, no ratio, nothing to calibrate.
+        assert latency["ratio_to_reference"] is None and latency["latency_ms"] is None and latency["latency_raw_ms"] == latency["median_ms"]
     table = _cli("eval", "--run", run, "--skip-latency")
     assert table.returncode == 0, table.stderr
     assert f"{count_cost(config).params / 1e6:.3f} M" in table.stdout and "validation top-1 (held-out split)" in table.stdout
+
+
+def test_eval_run_calibrates_latency_as_the_search_does(tmp_path, monkeypatch, capsys):
+    """A run whose layout GhostNet 1.0x fits (cifar stem, 8 px): each backend's latency_ms is its
+    ratio to the reference times that reference's latency timed in the same process (as ``eval``
+    reports a config), with the raw median beside it. The weights need no training for this, and
+    the reference is timed for 0.3 s instead of 5 (in process: the real ``calibrate``, shorter)."""
+    import functools
+
+    import cli
+    from evaluators import calibration
+    from evaluators.deploy import write_run
+    from evaluators.trainer import TrainedRun
+    from spaces import build_model, reference
+
+    config = reference("ghostnet-0.35x", preset="cifar", input_size=8)
+    trained = TrainedRun(model=build_model(config).eval(), config=config, history=[], mean=[128.0] * 3, std=[64.0] * 3, seconds=0.0, resumed_from=0)
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    write_run(trained, tmp_path, val_images=images, source={"test": True}, classes=tuple(map(str, range(10))), extra={})
+    monkeypatch.setattr(calibration, "calibrate", functools.partial(calibration.calibrate, seconds=0.3))
+    assert cli.main(["-q", "eval", "--run", str(tmp_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for backend in ("torch", "onnxruntime"):
+        latency = result[f"latency_{backend}"]
+        assert latency["env"]["backend"] == backend and latency["ratio_to_reference"] > 0 and latency["calibration_reference_ms"] > 0
+        assert latency["latency_ms"] == pytest.approx(latency["ratio_to_reference"] * latency["calibration_reference_ms"], rel=1e-12)
+        assert latency["latency_ms"] == latency["calibrated_ms"] and latency["latency_raw_ms"] == latency["median_ms"] > 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -110,9 +111,24 @@ def test_a_file_for_another_input_size_is_refused(profiled):
 
 
 def test_bad_profile_settings_are_value_errors():
-    for bad in ({"preset": "mobile"}, {"models": 1}, {"holdout": 0}, {"threads": 0}, {"backend": "tvm"}, {"unit_seconds": 0}):
+    for bad in ({"preset": "mobile"}, {"backend": "tvm"}, {"unit_seconds": 0}):
         with pytest.raises(ValueError):
             ProfileSettings(**bad)
+    cores = os.cpu_count() or 1
+    bounded = {  # every count has an upper bound too: none can run for days or fill the memory
+        "models": (1, 1001, "--models must be an integer in [3, 1000]"),
+        "holdout": (0, 1001, "--holdout must be an integer in [1, 1000]"),
+        "threads": (0, cores + 1, f"--threads must be an integer in [1, {cores}] (the cores of this machine)"),
+        "seed": (-1, 2**31, "--seed must be an integer in [0, 2147483647]"),
+        "input_size": (0, 1025, "--input-size must be an integer in [8, 1024]"),  # 0 is not "the preset's"
+        "num_classes": (1, 100_001, "--num-classes must be an integer in [2, 100000]"),
+    }
+    for name, (low, high, message) in bounded.items():
+        for value in (low, high):
+            with pytest.raises(ValueError) as info:
+                ProfileSettings(**{name: value})
+            assert str(info.value) == f"{message}, got {value}"
+        ProfileSettings(**{name: high - 1})  # the bound itself is allowed
 
 
 def _family_tables() -> dict[str, GhostNetConfig]:

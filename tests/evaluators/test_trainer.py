@@ -11,25 +11,28 @@ from torch import nn
 
 from evaluators.data import load_dataset, proxy_split, resize
 from evaluators.deploy import ONNX_TOLERANCE, train_and_export
-from evaluators.trainer import CHECKPOINT_FILE, REQUEST_FILE, RunError, RunSettings, claim_run_dir, train_run
+from evaluators.trainer import CHECKPOINT_FILE, REQUEST_FILE, RunError, RunSettings, check_run_dir, claim_run_dir, train_run
 from spaces import reference
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"epochs": 0}, "epochs must be an integer in [1, 10000], got 0"),
+        ({"epochs": 10_001}, "epochs must be an integer in [1, 10000], got 10001"),
         ({"batch_size": 2.5}, "batch_size must be a positive integer"),
-        ({"lr": 0}, "lr must be positive"),
+        ({"seed": -1}, "seed must be an integer in [0, 2147483647], got -1"),
+        ({"seed": 2**64}, "seed must be an integer in [0, 2147483647], got 18446744073709551616"),
+        ({"lr": 0}, "lr must be a positive number"),
+        ({"lr": float("inf")}, "lr must be a finite number, got inf"),
         ({"momentum": 1.0}, "momentum must lie in [0, 1)"),
         ({"ema_decay": 1.0}, "ema decay must lie strictly between 0 and 1"),
         ({"bn_batches": -1}, "bn_batches must be an integer >= 0"),
         ({"device": "tpu"}, "device must be 'cpu' or 'cuda'"),
     ],
 )
-def test_bad_settings_are_refused(changes, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)")):
-        RunSettings(**changes)
+def test_bad_settings_are_refused(one_line_refusal, changes, message):
+    one_line_refusal(ValueError, message, lambda: RunSettings(**changes))
 
 
 def test_ema_weights_are_the_result_and_are_checkpointed(tmp_path):
@@ -62,6 +65,15 @@ def test_run_directory_ownership(tmp_path):
     with pytest.raises(RunError, match="exists and holds no GhostNAS run"):
         claim_run_dir(tmp_path / "busy", {"a": 1})
     assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"]
+    # The checks a command makes before any work (train: before reading the data).
+    check_run_dir(tmp_path / "new")  # a run's directory
+    check_run_dir(tmp_path / "absent" / "deeper")  # to be made
+    (tmp_path / "a-file").write_text("mine")
+    with pytest.raises(RunError, match=r"exists and holds no GhostNAS run"):
+        check_run_dir(tmp_path / "a-file")
+    with pytest.raises(RunError, match=r"cannot create .*a-file/run: .*a-file is not a directory"):
+        check_run_dir(tmp_path / "a-file" / "run")
+    assert (tmp_path / "a-file").read_text() == "mine" and not (tmp_path / "absent").exists()
     (tmp_path / "new" / REQUEST_FILE).write_text("{not json")
     with pytest.raises(RunError, match="is unreadable"):
         claim_run_dir(tmp_path / "new", {"a": 1})

@@ -55,7 +55,5 @@ def test_confirmed_mean_accuracy_decides(hand_study):
         ({"trial": 1, "member": 0}, "(got trial, member)"),
     ],
 )
-def test_refusals_are_one_line(hand_study, kwargs, message):
-    with pytest.raises(ResultsError) as caught:
-        select_model(hand_study, **kwargs)
-    assert message in str(caught.value) and "\n" not in str(caught.value)
+def test_refusals_are_one_line(hand_study, one_line_refusal, kwargs, message):
+    one_line_refusal(ResultsError, message, lambda: select_model(hand_study, **kwargs))

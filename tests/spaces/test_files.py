@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from spaces import GhostNASError, check_writable_target, write_atomic
+from spaces import GhostNASError, check_writable_target, write_atomic, write_atomic_path
 from spaces import _files
 
 
@@ -20,7 +20,29 @@ def test_text_bytes_and_a_writer_function(tmp_path: Path) -> None:
     write_atomic(tmp_path / "c.bin", b"\x00\x01")
     write_atomic(tmp_path / "d.bin", lambda stream: stream.write(b"streamed"))
     assert (tmp_path / "c.bin").read_bytes() == b"\x00\x01" and (tmp_path / "d.bin").read_bytes() == b"streamed"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "c.bin", "d.bin"]  # no temporary left
+    # A writer that wants a file name gets the temporary's, beside the target, and may read it back.
+    seen = []
+    write_atomic_path(tmp_path / "e.bin", lambda temp: (seen.append(temp), temp.write_bytes(b"by name"), seen.append(temp.read_bytes())))
+    assert seen[0].parent == tmp_path and seen[0].name.startswith(".e.bin.") and seen[1] == b"by name"
+    assert (tmp_path / "e.bin").read_bytes() == b"by name"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "c.bin", "d.bin", "e.bin"]  # no temporary left
+
+
+def test_a_path_writer_that_fails_its_check_replaces_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"old")
+
+    def write_then_refuse(temp: Path) -> None:
+        temp.write_bytes(b"new, but wrong")
+        raise GhostNASError("check failed")
+
+    with pytest.raises(GhostNASError, match="check failed"):
+        write_atomic_path(path, write_then_refuse)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    fifo = _fifo(tmp_path / "fifo")  # the target is checked as write_atomic checks it, before the writer runs
+    with pytest.raises(GhostNASError, match="it is a FIFO, not a regular file"):
+        write_atomic_path(fifo, lambda temp: pytest.fail("the writer ran"))
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
 
 
 def test_a_link_is_written_through_and_stays_a_link(tmp_path: Path) -> None:
