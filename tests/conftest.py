@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+# The suite trains tiny networks (16 px, a few hundred images), where a second torch thread only
+# adds synchronisation, and on a 2-core machine shared with the suite's own worker processes it
+# made the same 3-trial search test take 12 to 71 s instead of 14 to 15 s (measured side by side,
+# docs/BENCHMARKS.md "Test suite"). So every test process, and every CLI process a test starts,
+# runs one thread unless the caller set OMP_NUM_THREADS; tests about threads set their own.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from collections.abc import Callable
 from pathlib import Path
 
