@@ -67,7 +67,7 @@ def build_parser(*, settings_flags: bool = True) -> argparse.ArgumentParser:
     confirm = commands.add_parser("confirm", help="retrain the front with more training seeds; the front is then ranked on mean accuracy")
     confirm.add_argument("--study", required=True, help="study name")
     confirm.add_argument("--storage", help="Optuna storage URL (default: runs/<study>/study.db)")
-    confirm.add_argument("--runs", type=int, help="training runs per front member, the search's included (default 3)")
+    confirm.add_argument("--runs", type=int, help="training runs per front member, the search's included (default 3, at most 100)")
     confirm.add_argument("--max-models", type=int, help="confirm at most this many models (default: until the whole front is)")
     confirm.add_argument("--device", choices=("cpu", "cuda"), help="where to train (default: the search's)")
     confirm.add_argument("--dataset", help="the search's data set, if it has moved (it must hold the same images)")
@@ -143,7 +143,7 @@ def _train_parser(commands: Any) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from evaluators import MAX_SEED, check_device
+    from evaluators import MAX_PROXY_EPOCHS, MAX_SEED, check_device
     from evaluators.calibration import calibrate
     from evaluators.evaluate import Evaluator
     from evaluators.latency import LatencyProbe, LatencySettings
@@ -155,7 +155,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_int("--seed", args.seed, low=0, high=MAX_SEED)
     if args.threads is not None:
         check_int("--threads", args.threads, low=1, high=os.cpu_count() or 1, why="(the cores of this machine)")
-    for name in ("epochs", "subset", "input_size", "num_classes"):
+    if args.epochs is not None:
+        check_int("--epochs", args.epochs, low=1, high=MAX_PROXY_EPOCHS)
+    for name in ("subset", "input_size", "num_classes"):  # bounded by the data set and the config schema
         if getattr(args, name) is not None:
             check_int(f"--{name.replace('_', '-')}", getattr(args, name), low=1)
 

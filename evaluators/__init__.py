@@ -13,11 +13,12 @@ from evaluators.flops import Cost, count_cost, count_model
 from evaluators.latency import LatencyProbe, LatencyResult, LatencySettings, cpu_model
 from evaluators.latency_model import LatencyModel, LatencyModelError
 from evaluators.profile import ProfileSettings, profile
-from evaluators.training import MAX_SEED, TrainingFailed, TrainResult, TrainSettings, train_proxy
+from evaluators.training import MAX_PROXY_EPOCHS, MAX_SEED, TrainingFailed, TrainResult, TrainSettings, train_proxy
 from evaluators.zero_cost import ZERO_COST_SCORES, zero_cost_scores
 
 __all__ = [
     "DEVICES",
+    "MAX_PROXY_EPOCHS",
     "MAX_SEED",
     "Calibration",
     "LatencyModel",

@@ -32,7 +32,7 @@ from evaluators._device import check_device
 from evaluators.data import ImageSet, augment_batch, resize
 from spaces import GhostNetConfig, build_model, check_int
 
-__all__ = ["MAX_SEED", "TrainResult", "TrainSettings", "TrainingFailed", "recalibrate_bn", "train_proxy", "train_step"]
+__all__ = ["MAX_PROXY_EPOCHS", "MAX_SEED", "TrainResult", "TrainSettings", "TrainingFailed", "recalibrate_bn", "train_proxy", "train_step"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,10 @@ class TrainingFailed(RuntimeError):
 # Seeds reach numpy's and Optuna's samplers, which take seeds below 2**32; a search adds its
 # worker index to its seed, so the bound leaves room for that.
 MAX_SEED = 2**31 - 1
+
+# A proxy run is a few epochs (docs/BENCHMARKS.md, "Proxy training"); a thousand is already a full
+# training of every trial, more is a typo.
+MAX_PROXY_EPOCHS = 1000
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,8 @@ class TrainSettings:
     progress: bool = True  # a tqdm bar after a few seconds, on a terminal only
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "bn_batches": self.bn_batches}
+        check_int("epochs", self.epochs, low=1, high=MAX_PROXY_EPOCHS)
+        positive = {"batch_size": self.batch_size, "bn_batches": self.bn_batches}
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

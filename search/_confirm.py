@@ -39,11 +39,13 @@ from search._objectives import SearchError
 from search._proxy import ProxyContext
 from search._stop import StopRequest
 from search._storage import default_storage_url, open_storage
-from spaces import GhostNASError, GhostNetConfig
+from spaces import GhostNASError, GhostNetConfig, check_int
 
 __all__ = ["ConfirmSettings", "ConfirmSummary", "confirm_study"]
 
 log = logging.getLogger(__name__)
+
+MAX_RUNS = 100  # seeds per model; the spread of a mean is settled long before
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,9 @@ class ConfirmSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("runs", "max_models"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise SearchError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if self.runs < 2:
-            raise SearchError(f"--runs must be at least 2 (the search's run and one more), got {self.runs}")
+        check_int("--runs", self.runs, low=2, high=MAX_RUNS, why="(the search's run included)", error=SearchError)
+        if self.max_models is not None:  # no upper bound needed: confirming stops with the front
+            check_int("--max-models", self.max_models, low=1, error=SearchError)
         if self.device is not None:
             try:
                 check_device(self.device)

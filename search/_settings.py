@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from evaluators import DEVICES, MAX_SEED, check_device
+from evaluators import DEVICES, MAX_PROXY_EPOCHS, MAX_SEED, TrainSettings, check_device
 from evaluators.latency import BACKENDS
 from spaces import PRESETS, ConfigError, GhostNASError, check_int, check_number, read_data_file, write_atomic
 
@@ -31,6 +31,9 @@ def _flag(default: Any, help: str, **argparse: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **argparse})
 
 
+# Far more than any search of this space runs (a few hundred trials); more is a typo, not a plan.
+MAX_TRIALS = 100_000
+
 # Flags ``eval`` shares with ``search`` (the data, the budget, the device).
 EVALUATION_FLAGS = ("dataset", "data_root", "download", "subset", "epochs", "device", "threads", "latency_backend", "latency_model")
 
@@ -43,7 +46,7 @@ class SearchSettings:
     study: str = _flag("ghostnas", "study name (default ghostnas); the same name resumes")
     storage: str | None = _flag(None, "Optuna storage URL (default sqlite under --out)")
     out: Path | None = _flag(None, "output directory (default runs/<study>)")
-    trials: int = _flag(16, "finished trials the study should have (default 16)")
+    trials: int = _flag(16, f"finished trials the study should have (default 16, at most {MAX_TRIALS})")
     timeout: float | None = _flag(None, "stop after the trial running when S seconds have passed")
     objectives: tuple[str, ...] | str = _flag(("accuracy", "latency_ms", "flops"), "comma-separated: accuracy, latency_ms, flops, params")
     sampler: str = _flag("tpe", "tpe (default), nsga2, nsga3, gp, random")
@@ -63,7 +66,7 @@ class SearchSettings:
     download: bool = _flag(False, "download a torchvision dataset into --data-root")
     subset: int | None = _flag(None, "use this many images of the training data (stratified)")
     val_fraction: float = _flag(0.2, "share of the (subset of the) data held out for validation (default 0.2)")
-    epochs: int | None = _flag(None, "proxy training epochs")  # None: the trainer's default
+    epochs: int | None = _flag(None, f"proxy training epochs (default {TrainSettings.epochs}, at most {MAX_PROXY_EPOCHS})")  # None: the trainer's default
     device: str = _flag("cpu", "where latency is timed and training runs (default cpu)", choices=DEVICES)
     threads: int = _flag(1, "CPU threads for the latency probe (default 1, at most the cores)")
     latency_backend: str = _flag("torch", "time with PyTorch (default) or ONNX Runtime", choices=BACKENDS)
@@ -79,11 +82,13 @@ class SearchSettings:
             if value is not None:
                 object.__setattr__(self, name, parse_count(value, name=_flag_name(name)))
         cores = os.cpu_count() or 1
-        _int("trials", self.trials, low=1)
+        _int("trials", self.trials, low=1, high=MAX_TRIALS)
         _int("workers", self.workers, low=1, high=4 * cores, why=f"(4 per core of this machine's {cores})")
         _int("threads", self.threads, low=1, high=cores, why="(the cores of this machine)")
         _int("seed", self.seed, low=0, high=MAX_SEED)
-        for name in ("epochs", "subset", "input_size"):
+        if self.epochs is not None:
+            _int("epochs", self.epochs, low=1, high=MAX_PROXY_EPOCHS)
+        for name in ("subset", "input_size"):  # bounded by the data set and the config schema
             if getattr(self, name) is not None:
                 _int(name, getattr(self, name), low=1)
         if self.timeout is not None:

@@ -102,7 +102,7 @@ def test_search_show_export_plot_end_to_end(capsys, fast_flags, tmp_path):
         (["search", "--objectives", "accuracy,speed"], "unknown objective speed"),
         (["search", "--sampler", "cmaes"], "unknown sampler"),
         (["search", "--max-flops", "10Q"], "--max-flops must be a number"),
-        (["search", "--trials", "0"], "--trials must be a positive integer"),
+        (["search", "--trials", "0"], "--trials must be an integer in [1, 100000], got 0"),
         (["search", "--trials", "three"], "ghostnas: error: search: argument --trials: invalid int value"),
         (["search", "--storage", "nosuchdb://x"], "cannot open storage"),
         (["show", "--study", "nope", "--storage", "sqlite:////nonexistent/dir/study.db"], "no SQLite storage"),

@@ -155,6 +155,8 @@ def test_bad_settings_and_mismatched_sets_are_refused(small: tuple[ImageSet, Ima
     for bad in ({"epochs": 0}, {"lr": 0.0}, {"batch_size": 1.5}, {"device": "tpu"}, {"momentum": 1.0}):
         with pytest.raises(ValueError):
             TrainSettings(**bad)
+    with pytest.raises(ValueError, match=r"epochs must be an integer in \[1, 1000\], got 1001"):
+        TrainSettings(epochs=1001)  # a proxy run, bounded at MAX_PROXY_EPOCHS
     other = ImageSet(digits.images[:4], torch.tensor([0, 1, 0, 1]), ("a", "b"), "other")
     with pytest.raises(ValueError, match="disagree on classes"):
         train_proxy(config, small[0], other, TINY)

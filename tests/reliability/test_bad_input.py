@@ -99,6 +99,7 @@ def _write_bad_files(root: Path, tiny_space: Path) -> None:
     (root / "binary.yaml").write_bytes(b"\x00\x01\x02\xff\xfe binary junk")
     (root / "wrong-type.yaml").write_text("trials: three\n")
     (root / "unknown-key.yaml").write_text("trails: 3\n")
+    (root / "epochs-huge.yaml").write_text("epochs: 1001\n")
     (root / "not-json.json").write_text('{"cfgs": [[3, 16, 16, 0, 1]], "width": }')
     (root / "wrong-type.json").write_text('{"cfgs": [[["three", 16, 16, 0, 1]]], "width": 1.0}')
 
@@ -204,7 +205,7 @@ CASES = [
     ("unknown-format", lambda k: ["export", "--study", "kept", "--storage", k.url, "--format", "xls"], "invalid choice: 'xls'"),
     # malformed limits, negative and zero counts
     ("limit-10Q", lambda k: k.search("--max-flops", "10Q"), "--max-flops must be a number"),
-    ("trials-0", lambda k: k.search("--trials", "0"), "--trials must be a positive integer, got 0"),
+    ("trials-0", lambda k: k.search("--trials", "0"), "--trials must be an integer in [1, 100000], got 0"),
     ("workers-minus-1", lambda k: k.search("--workers", "-1"), "--workers must be an integer in [1, "),
     ("timeout-0", lambda k: k.search("--timeout", "0"), "--timeout must be a positive number"),
     ("input-size-huge", lambda k: k.search("--input-size", "100000"), "input_size must be an integer in [8, 1024]"),
@@ -253,7 +254,7 @@ CASES = [
     ("show-no-storage", lambda k: ["show", "--study", "nope"], "no SQLite storage at runs/nope/study.db"),
     ("confirm-no-study", lambda k: ["confirm", "--study", "nope", "--storage", k.url], "study 'nope' does not exist"),
     ("confirm-no-accuracy", lambda k: ["confirm", "--study", "kept", "--storage", k.url], "does not optimise accuracy: there is nothing to confirm"),
-    ("confirm-runs-1", lambda k: ["confirm", "--study", "kept", "--storage", k.url, "--runs", "1"], "--runs must be at least 2"),
+    ("confirm-runs-1", lambda k: ["confirm", "--study", "kept", "--storage", k.url, "--runs", "1"], "--runs must be an integer in [2, 100] (the search's run included), got 1"),
     # an output directory that is not writable (under a regular file: root ignores permissions)
     ("search-out", lambda k: k.search("--out", k / "a-file/run"), "Not a directory"),
     ("export-out", lambda k: ["export", "--study", "kept", "--storage", k.url, "--out", k / "a-file/front.csv"], "cannot write"),
@@ -300,6 +301,11 @@ CASES = [
     ("train-input-size-0", lambda k: [*TRAIN_RUN, "--input-size", "0", "--out", k.runs / "new"], "--input-size must be an integer in [8, 1024], got 0"),
     ("train-out-fifo", lambda k: [*TRAIN_RUN, "--out", k / "fifo"], "fifo exists and holds no GhostNAS run"),
     ("train-out-under-a-file", lambda k: [*TRAIN_RUN, "--out", k / "a-file/run"], "a-file is not a directory"),
+    ("trials-10**12", lambda k: k.search("--trials", str(10**12)), "--trials must be an integer in [1, 100000], got 1000000000000"),
+    ("epochs-10**12", lambda k: k.search("--epochs", str(10**12)), "--epochs must be an integer in [1, 1000], got 1000000000000"),
+    ("config-epochs-huge", lambda k: k.search("--config", k / "epochs-huge.yaml"), "--epochs must be an integer in [1, 1000], got 1001"),
+    ("eval-epochs-10**12", lambda k: ["eval", "--reference", "ghostnet-0.35x", "--preset", "cifar", "--skip-latency", "--epochs", str(10**12)], "--epochs must be an integer in [1, 1000], got 1000000000000"),
+    ("confirm-runs-huge", lambda k: ["confirm", "--study", "kept", "--storage", k.url, "--runs", str(10**12)], "--runs must be an integer in [2, 100] (the search's run included), got 1000000000000"),
     ("eval-threads-0", lambda k: ["eval", "--reference", "ghostnet-0.35x", "--skip-accuracy", "--threads", "0"], "--threads must be an integer in [1, "),
     # files that are not regular files, storage a read-only command must not create or change
     ("export-out-fifo", lambda k: ["export", "--study", "kept", "--storage", k.url, "--out", k / "fifo"], "it is a FIFO, not a regular file"),

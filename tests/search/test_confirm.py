@@ -94,7 +94,9 @@ def test_confirm_refuses_what_it_cannot_retrain(tiny_space, tmp_path):
     s = search(tiny_space, tmp_path, trials=1, objectives=("flops", "params"))
     with pytest.raises(SearchError, match="does not optimise accuracy"):
         confirm_study(ConfirmSettings(study="t", storage=s.storage_url, progress=False))
-    with pytest.raises(SearchError, match="--runs must be at least 2"):
+    with pytest.raises(SearchError, match=r"--runs must be an integer in \[2, 100\] \(the search's run included\), got 1$"):
         ConfirmSettings(study="t", runs=1)
+    with pytest.raises(SearchError, match=r"--runs must be an integer in \[2, 100\] \(the search's run included\), got 101$"):
+        ConfirmSettings(study="t", runs=101)
     with pytest.raises(SearchError, match="--max-models must be a positive integer"):
         ConfirmSettings(study="t", max_models=0)

@@ -79,7 +79,10 @@ def test_mask_url_hides_passwords():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"trials": 0}, "--trials must be a positive integer"),
+        ({"trials": 0}, r"--trials must be an integer in \[1, 100000\], got 0"),
+        ({"trials": 100_001}, r"--trials must be an integer in \[1, 100000\], got 100001"),
+        ({"epochs": 0}, r"--epochs must be an integer in \[1, 1000\], got 0"),
+        ({"epochs": 10**12}, r"--epochs must be an integer in \[1, 1000\], got 1000000000000"),
         ({"workers": -1}, r"--workers must be an integer in \[1, \d+\] \(4 per core"),
         ({"workers": 4 * (os.cpu_count() or 1) + 1}, r"--workers must be an integer in \[1, \d+\] \(4 per core"),
         ({"threads": 0}, r"--threads must be an integer in \[1, \d+\] \(the cores of this machine\)"),
