@@ -419,12 +419,21 @@ def _configure_worker_logging() -> None:
 def run_search(settings: SearchSettings) -> SearchSummary:
     """Run (or resume) the study in ``settings`` until it has ``settings.trials`` trained models."""
     start = time.monotonic()
+    # The folders this call creates, outermost first: removed again if the search cannot start, so
+    # bad input (data, device, limits) leaves no empty output directory behind.
+    created = [d for d in (settings.out_dir, *settings.out_dir.parents) if not d.exists()][::-1]
     try:
         settings.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SearchError(f"cannot create output directory {settings.out_dir}: {exc.strerror or exc}") from None
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we log trial outcomes ourselves, one line each
-    worker = _Worker(settings)
+    try:
+        worker = _Worker(settings)
+    except BaseException:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if still empty: a study file written before the error stays
+        raise
     if settings.baselines:
         queued = enqueue_baselines(worker.study, settings, worker.space, num_classes=worker.proxy.num_classes, input_size=worker.proxy.input_size)
         if queued:

@@ -19,7 +19,7 @@ import search._search
 from search import SearchError, SearchSettings, create_or_load_study, open_storage, run_search
 from search._optuna import enqueued_params
 from search._search import _Worker, enqueue_baselines
-from spaces import Choice, load_space, reference
+from spaces import Choice, GhostNASError, load_space, reference
 
 
 def settings(tiny_space, tmp_path, **overrides) -> SearchSettings:
@@ -55,6 +55,19 @@ def test_each_sampler_runs_a_real_search(tiny_space, tmp_path, sampler):
         assert t.user_attrs["latency"]["runs"] >= 5 and t.user_attrs["env"]["optuna"] == optuna.__version__
         assert "epoch_accuracy" not in t.user_attrs  # no early-stopping rung within 1 epoch: not measured per epoch
     assert (tmp_path / "run" / "search.yaml").is_file()
+
+
+def test_a_search_that_cannot_start_leaves_no_output_directory(tiny_space, tmp_path):
+    out = tmp_path / "new" / "run"
+    with pytest.raises(GhostNASError, match="subset"):
+        run_search(settings(tiny_space, tmp_path, out=out, subset=10**12))
+    assert list(tmp_path.iterdir()) == []  # neither "run" nor the "new" above it
+    kept = tmp_path / "kept"
+    (kept / "run").mkdir(parents=True)
+    (kept / "note.txt").write_text("mine")
+    with pytest.raises(GhostNASError, match="subset"):
+        run_search(settings(tiny_space, tmp_path, out=kept / "run", subset=10**12))
+    assert sorted(p.name for p in kept.iterdir()) == ["note.txt", "run"]  # what existed before stays
 
 
 def test_resume_tops_up_to_the_target_instead_of_adding(tiny_space, tmp_path):
