@@ -26,6 +26,7 @@ from evaluators.flops import count_cost
 from spaces import OFFICIAL_CFGS, GhostNetConfig
 
 REPO = Path(__file__).resolve().parents[1]
+FAULTY_CLI = REPO / "tests" / "reliability" / "faulty_cli.py"  # cli.py with faults injected on request
 EPOCHS = 4
 CHANCE = 0.1  # digits: 10 balanced classes
 
@@ -135,29 +136,29 @@ def test_interrupted_and_killed_run_resumes_to_the_same_history(run, official_cf
     out = tmp_path / "again"
     args = _train_args(official_cfg, out)
 
-    def wait_for_epoch(proc: subprocess.Popen, epoch: int) -> None:
+    def paused_at(epoch: int) -> subprocess.Popen:
+        """A real train process held right after its checkpoint of ``epoch`` (faulty_cli's pause):
+        the signal then lands at that epoch on any machine, however fast it trains."""
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "GHOSTNAS_TRAIN_PAUSE": str(epoch), "GHOSTNAS_FAULT_DIR": str(tmp_path)}
+        proc = subprocess.Popen([sys.executable, str(FAULTY_CLI), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if (out / "checkpoint.pt").exists() and torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] >= epoch:
-                return
-            assert proc.poll() is None, proc.communicate()[1]
-            time.sleep(0.2)
-        pytest.fail(f"no checkpoint of epoch {epoch}")
+        while not (tmp_path / f"paused-{epoch}").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+            time.sleep(0.05)
+        return proc
 
-    proc = _spawn(*args)
-    wait_for_epoch(proc, 1)
+    proc = paused_at(1)
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     interrupted_at = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
-    assert 1 <= interrupted_at < EPOCHS
+    assert interrupted_at == 1
 
-    proc = _spawn(*args)
-    wait_for_epoch(proc, interrupted_at + 1)
+    proc = paused_at(2)  # the same command resumes from epoch 1 and is held after epoch 2
     proc.kill()  # SIGKILL: no chance to clean up
     proc.communicate(timeout=60)
     killed_at = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
-    assert interrupted_at < killed_at
+    assert killed_at == 2
 
     done = _cli(*args)
     assert done.returncode == 0, done.stderr

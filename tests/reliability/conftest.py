@@ -36,6 +36,8 @@ from optuna.storages import RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from results import TrialAttr
+
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,6 +76,11 @@ class Snapshot:
     @property
     def failed(self) -> list[FrozenTrial]:
         return [t for t in self.trials if t.state == TrialState.FAIL]
+
+    @property
+    def crashed(self) -> list[FrozenTrial]:
+        """Failed trials other than the sampler's repeats (recorded FAIL with ``duplicate_of``, never run)."""
+        return [t for t in self.failed if t.user_attrs.get(TrialAttr.DUPLICATE_OF) is None]
 
     @property
     def duplicates(self) -> int:

