@@ -140,7 +140,10 @@ def test_interrupted_and_killed_run_resumes_to_the_same_history(run, official_cf
         """A real train process held right after its checkpoint of ``epoch`` (faulty_cli's pause):
         the signal then lands at that epoch on any machine, however fast it trains."""
         env = {**os.environ, "OMP_NUM_THREADS": "1", "GHOSTNAS_TRAIN_PAUSE": str(epoch), "GHOSTNAS_FAULT_DIR": str(tmp_path)}
-        proc = subprocess.Popen([sys.executable, str(FAULTY_CLI), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        # SIGINT as a terminal delivers it: a suite started in the background (nohup, `&`) hands its
+        # children SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+        proc = subprocess.Popen([sys.executable, str(FAULTY_CLI), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
         deadline = time.monotonic() + 300
         while not (tmp_path / f"paused-{epoch}").exists():
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]

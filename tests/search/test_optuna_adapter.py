@@ -62,7 +62,9 @@ def test_stale_trial_ids_lists_the_running_trials_whose_heartbeat_stopped(tmp_pa
         storage.record_heartbeat(ident)
     study.tell(2, 1.0)
     assert stale_trial_ids(study) == []
-    time.sleep(1.5)  # past the grace period
+    # Past the 1 s grace period on SQLite's clock, which keeps whole seconds: 2.2 s apart are
+    # at least 2 whole seconds apart (1.5 s could read as 1, not stale).
+    time.sleep(2.2)
     storage.record_heartbeat(beating)
     assert stale_trial_ids(study) == [silent]
     assert study.get_trials()[1].state == TrialState.RUNNING  # listing fails nothing
