@@ -419,9 +419,9 @@ def _configure_worker_logging() -> None:
 def run_search(settings: SearchSettings) -> SearchSummary:
     """Run (or resume) the study in ``settings`` until it has ``settings.trials`` trained models."""
     start = time.monotonic()
-    # The folders this call creates, outermost first: removed again if the search cannot start, so
+    # The folders this call creates, innermost first: removed again if the search cannot start, so
     # bad input (data, device, limits) leaves no empty output directory behind.
-    created = [d for d in (settings.out_dir, *settings.out_dir.parents) if not d.exists()][::-1]
+    created = [d for d in (settings.out_dir, *settings.out_dir.parents) if not d.exists()]
     try:
         settings.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -430,7 +430,7 @@ def run_search(settings: SearchSettings) -> SearchSummary:
     try:
         worker = _Worker(settings)
     except BaseException:
-        for folder in reversed(created):
+        for folder in created:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if still empty: a study file written before the error stays
         raise
