@@ -130,7 +130,9 @@ def _train_parser(commands: Any) -> None:
     train.add_argument("--val-fraction", type=float, default=0.1, help="stratified validation split (default 0.1)")
     train.add_argument("--epochs", type=int, help="training epochs (default 30)")
     train.add_argument("--batch-size", type=int, help="default 128")
+    train.add_argument("--optimizer", choices=("sgd", "adamw"), help="default sgd (nesterov); adamw: give it --lr and --weight-decay")
     train.add_argument("--lr", type=float, help="peak learning rate (default 0.2)")
+    train.add_argument("--weight-decay", type=float, help="on conv and linear weights only (default 5e-4)")
     train.add_argument("--ema", type=float, help="keep an EMA of the weights with this per-step decay, e.g. 0.999")
     train.add_argument("--input-size", type=int, help="train at this resolution (default: the config's)")
     train.add_argument("--device", choices=("cpu", "cuda"), help="default cpu")
@@ -254,7 +256,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from spaces import MAX_INPUT_SIZE, check_int
 
     # Every flag is checked before the study is opened or the data read.
-    recipe = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr), ("ema_decay", args.ema)) if v is not None}
+    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
+             "weight_decay": args.weight_decay, "ema_decay": args.ema}  # fmt: skip
+    recipe = {k: v for k, v in flags.items() if v is not None}
     progress = args.progress if args.progress is not None else not args.quiet
     settings = _settings(RunSettings, **recipe, device=args.device or "cpu", seed=args.seed, progress=progress)
     if not 0 < args.val_fraction < 1:
@@ -524,7 +528,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 # Flags whose value may look like an option to argparse (``--max-flops -5M``): joined to their
 # flag as ``--max-flops=-5M``, so that the check of the value says what is wrong with it.
-_VALUE_FLAGS = re.compile(r"--(max-flops|max-params|max-latency-ms|seed|trials|timeout|workers|threads|epochs|subset|input-size|num-classes|width|runs|max-models|member|rung-ratio|val-fraction|trial|batch-size|lr|ema|models|holdout)")
+_VALUE_FLAGS = re.compile(r"--(max-flops|max-params|max-latency-ms|seed|trials|timeout|workers|threads|epochs|subset|input-size|num-classes|width|runs|max-models|member|rung-ratio|val-fraction|trial|batch-size|lr|weight-decay|ema|models|holdout)")
 
 
 def _join_negative_values(argv: list[str]) -> list[str]:

@@ -44,6 +44,7 @@ REQUEST_FILE = "run.json"
 MAX_EPOCHS = 10_000  # ImageNet recipes run 300-600; more is a typo, not a plan
 _CHECKPOINT_FORMAT = 1
 _EVAL_BATCH = 512
+OPTIMIZERS = ("sgd", "adamw")
 
 
 class RunError(GhostNASError):
@@ -57,6 +58,9 @@ class RunSettings:
 
     epochs: int = 30
     batch_size: int = 128
+    # "sgd" (nesterov, ``momentum``) or "adamw" (decoupled decay: give it a larger
+    # ``weight_decay``, e.g. 0.05, and a smaller ``lr``, e.g. 2e-3).
+    optimizer: str = "sgd"
     lr: float = 0.2  # peak, reached after the warm-up
     momentum: float = 0.9  # nesterov
     weight_decay: float = 5e-4  # on conv and linear weights only
@@ -80,11 +84,13 @@ class RunSettings:
         check_int("bn_batches", self.bn_batches, low=0)
         check_int("seed", self.seed, low=0, high=MAX_SEED)
         check_number("lr", self.lr, low=0, low_open=True)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         for name in ("momentum", "label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)!r}")
-        if not self.weight_decay >= 0 or not self.warmup_epochs >= 0:
-            raise ValueError("weight_decay and warmup_epochs must be >= 0")
+        if not 0 <= self.weight_decay < math.inf or not 0 <= self.warmup_epochs < math.inf:
+            raise ValueError(f"weight_decay and warmup_epochs must be finite numbers >= 0, got {self.weight_decay!r} and {self.warmup_epochs!r}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema decay must lie strictly between 0 and 1, got {self.ema_decay!r}")
         if self.device.split(":")[0] not in ("cpu", "cuda"):
@@ -179,10 +185,11 @@ class _Session:
         self.model = build_model(self.config).to(device=device, memory_format=torch.channels_last)
         decay = [p for p in self.model.parameters() if p.ndim > 1]
         no_decay = [p for p in self.model.parameters() if p.ndim <= 1]  # BatchNorm and biases
-        self.optimizer = torch.optim.SGD(
-            [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=settings.lr, momentum=settings.momentum, nesterov=settings.momentum > 0,
-        )  # fmt: skip
+        groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if settings.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(groups, lr=settings.lr)
+        else:
+            self.optimizer = torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=settings.momentum > 0)
         total = settings.epochs * self.steps_per_epoch
         warmup = min(total - 1, round(settings.warmup_epochs * self.steps_per_epoch))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

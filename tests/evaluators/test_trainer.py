@@ -29,6 +29,7 @@ from spaces import reference
         ({"ema_decay": 1.0}, "ema decay must lie strictly between 0 and 1"),
         ({"bn_batches": -1}, "bn_batches must be an integer >= 0"),
         ({"device": "tpu"}, "device must be 'cpu' or 'cuda'"),
+        ({"optimizer": "adam"}, "optimizer must be one of sgd, adamw, got 'adam'"),
     ],
 )
 def test_bad_settings_are_refused(one_line_refusal, changes, message):
@@ -53,6 +54,21 @@ def test_ema_weights_are_the_result_and_are_checkpointed(tmp_path):
     assert any(not torch.equal(raw[k], result[k]) for k in result if result[k].is_floating_point())
     assert [h["epoch"] for h in trained.history] == [1, 2] and trained.resumed_from == 0
     assert json.loads((tmp_path / REQUEST_FILE).read_text()) == {"test": 1, "recipe": settings.recipe()}
+
+
+@pytest.mark.parametrize(("optimizer", "kept"), [("sgd", {"momentum_buffer"}), ("adamw", {"step", "exp_avg", "exp_avg_sq"})])
+def test_the_optimizer_is_the_one_asked_for_and_decays_only_conv_and_linear_weights(tmp_path, optimizer, kept):
+    train, val = proxy_split(load_dataset("digits"), seed=0, subset=200, val_fraction=0.2)
+    settings = RunSettings(epochs=1, batch_size=32, optimizer=optimizer, lr=0.01, weight_decay=0.05, progress=False)
+    config = reference("ghostnet-0.35x", preset="cifar", input_size=8)
+    train_run(config, train, val, settings, out=tmp_path, request={"test": 1})
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["optimizer"]
+    first = next(iter(state["state"].values()))  # the optimizer that ran, by the state it keeps
+    assert set(first) == kept
+    decay, no_decay = state["param_groups"]
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.05, 0.0)
+    assert decay.get("nesterov", False) == (optimizer == "sgd")
+    assert json.loads((tmp_path / REQUEST_FILE).read_text())["recipe"]["optimizer"] == optimizer
 
 
 def test_run_directory_ownership(tmp_path):

@@ -297,6 +297,8 @@ CASES = [
     ("train-seed-2**64", lambda k: [*TRAIN_RUN, "--seed", str(2**64), "--out", k.runs / "new"], "seed must be an integer in [0, 2147483647], got 18446744073709551616"),
     ("train-seed-minus-1", lambda k: [*TRAIN_RUN, "--seed", "-1", "--out", k.runs / "new"], "seed must be an integer in [0, 2147483647], got -1"),
     ("train-lr-infinite", lambda k: [*TRAIN_RUN, "--lr", "inf", "--out", k.runs / "new"], "lr must be a finite number, got inf"),
+    ("train-weight-decay-nan", lambda k: [*TRAIN_RUN, "--weight-decay", "nan", "--out", k.runs / "new"], "weight_decay and warmup_epochs must be finite numbers >= 0, got nan"),
+    ("train-optimizer-adam", lambda k: [*TRAIN_RUN, "--optimizer", "adam", "--out", k.runs / "new"], "argument --optimizer: invalid choice: 'adam'"),
     ("train-val-fraction-1.5", lambda k: [*TRAIN_RUN, "--val-fraction", "1.5", "--out", k.runs / "new"], "--val-fraction must be a number between 0 and 1 (both excluded), got 1.5"),
     ("train-input-size-0", lambda k: [*TRAIN_RUN, "--input-size", "0", "--out", k.runs / "new"], "--input-size must be an integer in [8, 1024], got 0"),
     ("train-out-fifo", lambda k: [*TRAIN_RUN, "--out", k / "fifo"], "fifo exists and holds no GhostNAS run"),
