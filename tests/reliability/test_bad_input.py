@@ -27,6 +27,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import save_file
 
+from evaluators.latency_model import FEATURES, VERSION
 from spaces import build_model, reference
 
 PASSWORD = "s3cret-pw"
@@ -105,8 +106,8 @@ def _write_bad_files(root: Path, tiny_space: Path) -> None:
 
     # A well-formed latency model, but for 32 px (the kept study searches at 16 px).
     profile = {
-        "format": "ghostnas-latency-model", "version": 2, "settings": {"preset": "cifar", "input_size": 32, "batch_size": 1},
-        "fingerprint": {"cpu": "ARM Cortex-A76"}, "fit": {"coef": [0.0] * 7, "mode": "blocks"}, "correction": {"slope": 1.0, "per_unit": 0.0},
+        "format": "ghostnas-latency-model", "version": VERSION, "settings": {"preset": "cifar", "input_size": 32, "batch_size": 1},
+        "fingerprint": {"cpu": "ARM Cortex-A76"}, "fit": {"coef": [0.0] * len(FEATURES), "mode": "blocks"}, "correction": {"slope": 1.0, "per_unit": 0.0},
         "units": {}, "reference_ms": 10.0,
     }  # fmt: skip
     (root / "profile-32px.json").write_text(json.dumps(profile))
