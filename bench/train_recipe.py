@@ -54,6 +54,7 @@ RECIPES = {
     "sgd-0.4": {"optimizer": "sgd", "lr": 0.4},
     "adamw-0.001": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05},
     "adamw-0.003": {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05},
+    "adamw-0.01": {"optimizer": "adamw", "lr": 1e-2, "weight_decay": 0.05},
 }
 
 
