@@ -53,7 +53,7 @@ FEATURES = (
     "depthwise_kchannels",
     "grouped_kchannels",
 )
-_PER_RESOLUTION = 3
+_INDEX = {name: i for i, name in enumerate(FEATURES)}
 
 
 class LatencyModelError(GhostNASError):
@@ -102,7 +102,7 @@ def config_units(config: GhostNetConfig, *, batch_size: int = 1) -> list[tuple[U
 
 def _unit(kind: str, shape: tuple[int, ...], layers: list[tuple[nn.Module, torch.Tensor]], batch: int, *, block: str) -> Unit:
     features = [0.0] * len(FEATURES)
-    features[KINDS.index(kind)] = 1.0
+    features[_INDEX[f"is_{kind}"]] = 1.0
     signature = []
     for layer, out in layers:
         if isinstance(layer, nn.Linear):
@@ -117,12 +117,11 @@ def _unit(kind: str, shape: tuple[int, ...], layers: list[tuple[nn.Module, torch
             )
             if grouped:
                 which = "depthwise_kchannels" if layer.out_channels == layer.groups else "grouped_kchannels"
-                features[FEATURES.index(which)] += layer.out_channels / 1e3
-        resolution = min(len(RESOLUTIONS) - 1, max(0, round(math.log2(pixels) / 2)))
-        base = len(KINDS) + _PER_RESOLUTION * resolution
-        features[base + (1 if grouped else 0)] += macs / 1e6
-        features[base + 2] += 1.0
-        features[FEATURES.index("activations_100k")] += out.numel() / batch / 1e5
+                features[_INDEX[which]] += layer.out_channels / 1e3
+        hw = RESOLUTIONS[min(len(RESOLUTIONS) - 1, max(0, round(math.log2(pixels) / 2)))]
+        features[_INDEX[f"{'grouped' if grouped else 'dense'}_mmacs_hw{hw}"]] += macs / 1e6
+        features[_INDEX[f"layers_hw{hw}"]] += 1.0
+        features[_INDEX["activations_100k"]] += out.numel() / batch / 1e5
     return Unit(kind=kind, key=f"{kind}|{block}|{list(shape[1:])}|{signature}", input_shape=shape, features=tuple(features))
 
 

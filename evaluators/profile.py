@@ -174,8 +174,9 @@ def _fit_whole(model: LatencyModel, train: list[GhostNetConfig], measured: list[
     costed as it runs inside a model)."""
     data, m = model.data, np.array(measured)
     sums = np.array([model.predict_ratio(c, mode="blocks") for c in train])  # correction still the identity
-    counts = np.array([len(config_units(c)) for c in train], dtype=float)
-    summed = np.array([np.sum([u.features for u, _ in config_units(c)], axis=0) for c in train])
+    units = [[u for u, _ in config_units(c)] for c in train]  # built and run once per model
+    counts = np.array([len(u) for u in units], dtype=float)
+    summed = np.array([np.sum([u.features for u in model_units], axis=0) for model_units in units])
     blocks = np.stack([sums, counts], axis=1)
     loo = {"blocks": _leave_one_out(blocks, m, _lstsq_relative), "models": _leave_one_out(summed, m, _nnls_relative)}
     slope, per_unit = _lstsq_relative(blocks, m)
