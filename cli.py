@@ -383,6 +383,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     settings = _settings(SearchSettings, **values)
     summary = run_search(settings)
     log.info("%d models trained, %d samples rejected by a limit, %d failed, in %.0f s", summary.finished, summary.rejected, summary.failed, summary.seconds)
+    if summary.prefiltered:
+        log.info("%d candidates scored by the prefilter and not trained", summary.prefiltered)
     if "accuracy" in settings.objectives:
         where = f" --storage {mask_url(settings.storage_url)}" if settings.storage or settings.out else ""
         log.info("accuracies are single proxy runs: `ghostnas confirm --study %s%s` retrains the front with more seeds", settings.study, where)

@@ -25,6 +25,7 @@ from spaces import GhostNetConfig
 
 __all__ = ["Evaluation", "Evaluator", "Gate"]
 
+STAGES = ("flops", "latency", "train")  # in the order they run, cheapest first
 # Given the scores so far, the reason to stop here, or None to go on.
 Gate = Callable[[dict[str, float]], "str | None"]
 
@@ -72,9 +73,13 @@ class Evaluator:
         gate: Gate | None = None,
         on_epoch: Callable[[int, float], bool] | None = None,
         check_stop: Callable[[], None] | None = None,
+        until: str = "train",
     ) -> Evaluation:
-        """All scores of ``config``. ``check_stop`` is called where stopping is safe (before each
-        stage, at each training step); whatever it raises ends the evaluation there."""
+        """All scores of ``config``, through stage ``until`` ("flops", "latency" or "train": the
+        search's prefilter stops before training). ``check_stop`` is called where stopping is
+        safe (before each stage, at each training step); whatever it raises ends the evaluation there."""
+        if until not in STAGES:
+            raise ValueError(f"until must be one of {STAGES}, got {until!r}")
         if self.data is not None and config.num_classes != len(self.data[0].classes):
             config = config.replace(num_classes=len(self.data[0].classes))
         scores: dict[str, float] = {}
@@ -99,6 +104,8 @@ class Evaluator:
         seconds["flops"] = time.perf_counter() - t
         if reason := stop_here():
             return done(rejected=reason)
+        if until == "flops":
+            return done()
 
         latency = None
         if self.latency_model is not None:
@@ -119,7 +126,7 @@ class Evaluator:
                 return done(latency=latency, rejected=reason)
 
         training = None
-        if self.data is not None:
+        if self.data is not None and until == "train":
             t = time.perf_counter()
             training = train_proxy(config, *self.data, self.train_settings, on_epoch=on_epoch, check_stop=check_stop)
             scores["accuracy"] = training.accuracy

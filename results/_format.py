@@ -83,6 +83,10 @@ class TrialAttr:
     SURPLUS = "surplus"
     DUPLICATE_OF = "duplicate_of"  # a config the study already held: recorded FAIL, never run
     EPOCH_ACCURACY = "epoch_accuracy"
+    # search --prefilter: on each scored candidate (recorded FAIL, not trained) its score and rank;
+    # on the trial that trains the best of them, the candidates' trial numbers.
+    PREFILTERED = "prefiltered"
+    PREFILTER = "prefilter"
     REASONS = (FAILED, REJECTED, STOPPED)  # why a trial did not count; a retry clears its parent's
 
 

@@ -44,7 +44,10 @@ class Progress:
         postfix |= {"feasible": len(feasible), "front": len(pareto_front(frame)) if len(feasible) else 0}
         if "accuracy" in self.objectives and len(feasible):
             postfix["best_acc"] = f"{feasible['accuracy_search'].fillna(0.0).max():.3f}"
-        failed = [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get(TrialAttr.SURPLUS)]
+        prefiltered = sum(bool(t.user_attrs.get(TrialAttr.PREFILTERED)) for t in trials)
+        if prefiltered:
+            postfix["prefiltered"] = prefiltered
+        failed = [t for t in trials if t.state == TrialState.FAIL and not (t.user_attrs.get(TrialAttr.SURPLUS) or t.user_attrs.get(TrialAttr.PREFILTERED))]
         duplicates = sum(t.user_attrs.get(TrialAttr.DUPLICATE_OF) is not None for t in failed)
         if duplicates:
             postfix["duplicates"] = duplicates

@@ -41,6 +41,7 @@ from search._early_stop import EarlyStopping, Peer
 from search._latency import bind_latency, latency_source
 from search._objectives import SearchError, human
 from search._optuna import enqueued_params
+from search._prefilter import prefilter
 from search._progress import Progress, trained
 from search._proxy import ProxyContext, check_record
 from search._record import TrialFailed, fail, failure_reason, record_evaluation
@@ -48,7 +49,7 @@ from search._samplers import make_sampler
 from search._settings import SearchSettings
 from search._stop import StopRequest
 from search._storage import fail_dead_local_trials, fail_stale_trials, open_storage, worker_identity
-from spaces import ConfigError, Choice, Dimension, Fixed, IntRange, SearchSpace, load_space, reference, reference_names
+from spaces import ConfigError, Choice, Dimension, Fixed, GhostNetConfig, IntRange, SearchSpace, load_space, reference, reference_names
 
 __all__ = ["SearchSummary", "create_or_load_study", "run_search"]
 
@@ -70,6 +71,7 @@ class SearchSummary:
     finished: int  # trained models (what --trials counts)
     rejected: int  # samples a limit rejected, never trained
     failed: int
+    prefiltered: int  # candidates --prefilter scored and did not train
     interrupted: bool
     timed_out: bool
     seconds: float
@@ -242,7 +244,7 @@ class _Worker:
         log.info("trial %d not run: another worker took the last of the %d trials", trial.number, target)
         fixed = enqueued_params(next(t for t in trials if t.number == trial.number))
         if fixed:  # an enqueued config (a baseline, a retry): keep it queued for a later, larger target
-            self.study.enqueue_trial(fixed, user_attrs={k: v for k, v in trial.user_attrs.items() if k == TrialAttr.BASELINE})
+            self.study.enqueue_trial(fixed, user_attrs={k: v for k, v in trial.user_attrs.items() if k in (TrialAttr.BASELINE, TrialAttr.PREFILTER)})
         raise TrialFailed("surplus")
 
     def run_trial(self, trial: Trial) -> list[float]:
@@ -251,16 +253,12 @@ class _Worker:
         for key in TrialAttr.REASONS:  # a retried trial inherits its parent's attrs
             if key in trial.user_attrs:
                 trial.set_user_attr(key, None)
-        params = self.space.sample(partial(_suggest, trial))
-        try:
-            config = self.space.to_config(
-                params, preset=settings.preset, num_classes=self.proxy.num_classes, input_size=self.proxy.input_size
+        config = self._propose(trial)
+        if settings.prefilter > 1 and not (trial.user_attrs.get(TrialAttr.BASELINE) or trial.user_attrs.get(TrialAttr.PREFILTER)):
+            return prefilter(
+                trial, config, study=self.study, settings=settings, evaluator=self.evaluator, data=self.proxy.data[0],
+                limit_reason=self._limit_reason, propose=self._propose,
             )
-        except ConfigError as exc:
-            fail(trial, f"cannot build: {exc}")
-        trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
-        trial.set_user_attr(TrialAttr.CONFIG_ID, config.id)
-        self._check_duplicate(trial, config.id)
 
         epoch_accuracy: list[float] = []
         stopped: list[str] = []
@@ -303,6 +301,21 @@ class _Worker:
         if not all(math.isfinite(v) for v in values):
             fail(trial, f"non-finite score {dict(zip(settings.objectives, values))}")
         return values
+
+    def _propose(self, trial: Trial) -> GhostNetConfig:
+        """The config ``trial``'s params describe (sampled, or enqueued), recorded on it; fails
+        the trial if it cannot be built or the study already holds it."""
+        params = self.space.sample(partial(_suggest, trial))
+        try:
+            config = self.space.to_config(
+                params, preset=self.settings.preset, num_classes=self.proxy.num_classes, input_size=self.proxy.input_size
+            )
+        except ConfigError as exc:
+            fail(trial, f"cannot build: {exc}")
+        trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
+        trial.set_user_attr(TrialAttr.CONFIG_ID, config.id)
+        self._check_duplicate(trial, config.id)
+        return config
 
     def _check_duplicate(self, trial: Trial, config_id: str) -> None:
         """Fail ``trial`` unrun if the study already holds its config (finished, or running in
@@ -366,7 +379,11 @@ class _Worker:
                 lock.release()
             last = self.study.get_trials(deepcopy=False)[before:]
             mine = [t for t in last if (t.user_attrs.get(TrialAttr.WORKER) or {}).get("pid") == worker_identity()["pid"]]
-            skipped = mine and (mine[-1].user_attrs.get(TrialAttr.SURPLUS) or mine[-1].user_attrs.get(TrialAttr.DUPLICATE_OF) is not None)
+            skipped = mine and (
+                mine[-1].user_attrs.get(TrialAttr.SURPLUS)
+                or mine[-1].user_attrs.get(TrialAttr.DUPLICATE_OF) is not None
+                or mine[-1].user_attrs.get(TrialAttr.PREFILTERED)
+            )
             if mine and mine[-1].state == TrialState.FAIL and not skipped:
                 failures += 1
                 if failures >= MAX_CONSECUTIVE_FAILURES:
@@ -465,7 +482,8 @@ def run_search(settings: SearchSettings) -> SearchSummary:
         storage=settings.storage_url,
         finished=sum(trained(t) for t in trials),
         rejected=sum(t.state in FINISHED and bool(t.user_attrs.get(TrialAttr.REJECTED)) for t in trials),
-        failed=sum(t.state == TrialState.FAIL for t in trials),
+        failed=sum(t.state == TrialState.FAIL and not t.user_attrs.get(TrialAttr.PREFILTERED) for t in trials),
+        prefiltered=sum(bool(t.user_attrs.get(TrialAttr.PREFILTERED)) for t in trials),
         interrupted=interrupted,
         timed_out=not completed and not interrupted,
         seconds=time.monotonic() - start,

@@ -17,6 +17,7 @@ import yaml
 
 from evaluators import DEVICES, MAX_PROXY_EPOCHS, MAX_SEED, TrainSettings, check_device
 from evaluators.latency import BACKENDS
+from evaluators.zero_cost import ZERO_COST_SCORES
 from spaces import PRESETS, ConfigError, GhostNASError, check_int, check_number, read_data_file, write_atomic
 
 from search._objectives import Limits, SearchError, parse_count, parse_objectives
@@ -33,6 +34,10 @@ def _flag(default: Any, help: str, **argparse: Any) -> Any:
 
 # Far more than any search of this space runs (a few hundred trials); more is a typo, not a plan.
 MAX_TRIALS = 100_000
+
+# Candidates a prefilter may score per trained model: each costs a trial record and a zero-cost
+# score (about a second); past this the sampler's proposals are mostly thrown away.
+MAX_PREFILTER = 64
 
 # Flags ``eval`` shares with ``search`` (the data, the budget, the device).
 EVALUATION_FLAGS = ("dataset", "data_root", "download", "subset", "epochs", "device", "threads", "latency_backend", "latency_model")
@@ -57,6 +62,8 @@ class SearchSettings:
     baselines: bool = _flag(True, "enqueue the GhostNet width family first (default on)")
     early_stopping: bool = _flag(True, "stop clear losers at epoch 2, 2x ratio, ... before the last (default on; nothing to stop at 2 epochs)")
     rung_ratio: float = _flag(3.0, "early stopping keeps the top 1/ratio at each rung, rungs ratio apart (default 3)")
+    prefilter: int = _flag(1, f"score N sampled candidates per trained model with --prefilter-score, train only the best (default 1: off; at most {MAX_PREFILTER})")
+    prefilter_score: str = _flag("synflow", "the zero-cost score --prefilter ranks by (default synflow)", choices=tuple(ZERO_COST_SCORES))
     workers: int = _flag(1, "worker processes on this machine (default 1; at most 4 per core, and no more than trials left)")
     space: Path | None = _flag(None, "search space YAML (default: spaces/ghostnet.yaml)")
     preset: str = _flag("cifar", "input layout (default cifar: 32x32, total stride 8)", choices=tuple(PRESETS))
@@ -86,6 +93,9 @@ class SearchSettings:
         _int("workers", self.workers, low=1, high=4 * cores, why=f"(4 per core of this machine's {cores})")
         _int("threads", self.threads, low=1, high=cores, why="(the cores of this machine)")
         _int("seed", self.seed, low=0, high=MAX_SEED)
+        _int("prefilter", self.prefilter, low=1, high=MAX_PREFILTER)
+        if self.prefilter > 1 and "accuracy" not in self.objectives:
+            raise SearchError("--prefilter ranks candidates by predicted accuracy: it needs accuracy among the --objectives")
         if self.epochs is not None:
             _int("epochs", self.epochs, low=1, high=MAX_PROXY_EPOCHS)
         for name in ("subset", "input_size"):  # bounded by the data set and the config schema
@@ -98,7 +108,7 @@ class SearchSettings:
         check_number("--rung-ratio", self.rung_ratio, low=1, low_open=True, error=SearchError)
         if self.sampler not in SAMPLERS:
             raise SearchError(f"unknown sampler {self.sampler!r}: choose from {', '.join(SAMPLERS)}")
-        for name, choices in (("preset", tuple(PRESETS)), ("latency_backend", BACKENDS)):
+        for name, choices in (("preset", tuple(PRESETS)), ("latency_backend", BACKENDS), ("prefilter_score", tuple(ZERO_COST_SCORES))):
             if getattr(self, name) not in choices:
                 raise SearchError(f"{_flag_name(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         try:
