@@ -34,7 +34,8 @@ __all__ = ["FEATURES", "FORMAT", "LatencyModel", "LatencyModelError", "Unit", "c
 FORMAT = "ghostnas-latency-model"
 # 2: unit keys name the block's class and each conv's dilation and bias. 3: the features below
 # (per output resolution, grouped channels), the correction's cost per unit may be negative.
-VERSION = 3
+# 4: a 1x1 grouped conv is counted by its groups (``grouped1x1_kgroups``), not its channels.
+VERSION = 4
 KINDS = ("stem", "block", "head")
 # A layer's output resolution, as the nearest power of 4 pixels: 1, 4, 16 (4x4) ... 16384 (128x128)
 # and above. At batch 1 a MAC costs more the fewer output pixels a GEMM has (cifar 4x4 blocks
@@ -45,13 +46,17 @@ RESOLUTIONS = tuple(4**b for b in range(8))
 # the grouped MACs and the layer count; the activations; and the output channels of depthwise
 # convs and of grouped convs with several outputs per group (the ghost cheap op at ratio s > 2),
 # which at small resolutions cost per channel, not per MAC (4x4 blocks were underestimated
-# 2x without them).
+# 2x without them). A grouped conv with a 1x1 kernel (the cheap op at ``dw_size`` 1) is counted
+# by its groups instead: eager PyTorch runs it group by group, about 2.5 us a group whatever the
+# resolution (600 groups at 4x4 took 1.4 ms, 30x a dense 1x1 conv of the same channels), where a
+# 3x3 or 5x5 depthwise conv costs nearly the same for 30 or 1,000 channels.
 FEATURES = (
     *(f"is_{k}" for k in KINDS),
     *(f"{what}_hw{hw}" for hw in RESOLUTIONS for what in ("dense_mmacs", "grouped_mmacs", "layers")),
     "activations_100k",
     "depthwise_kchannels",
     "grouped_kchannels",
+    "grouped1x1_kgroups",
 )
 _INDEX = {name: i for i, name in enumerate(FEATURES)}
 
@@ -115,7 +120,9 @@ def _unit(kind: str, shape: tuple[int, ...], layers: list[tuple[nn.Module, torch
             signature.append(
                 (layer.in_channels, layer.out_channels, *layer.kernel_size, layer.stride[0], layer.groups, layer.dilation[0], layer.bias is not None)
             )
-            if grouped:
+            if grouped and layer.kernel_size == (1, 1):
+                features[_INDEX["grouped1x1_kgroups"]] += layer.groups / 1e3
+            elif grouped:
                 which = "depthwise_kchannels" if layer.out_channels == layer.groups else "grouped_kchannels"
                 features[_INDEX[which]] += layer.out_channels / 1e3
         hw = RESOLUTIONS[min(len(RESOLUTIONS) - 1, max(0, round(math.log2(pixels) / 2)))]

@@ -66,9 +66,10 @@ def test_the_file_records_device_settings_and_the_blocks_it_timed(profiled, tiny
     assert len(data["units"]) >= blocks_per_model + 2  # at least one whole model's units
 
 
-def test_units_are_the_models_forward_pass(tiny_space):
+@pytest.mark.parametrize("dw_size", [3, 1])  # 1: the cheap op is a 1x1 grouped conv, counted by its groups
+def test_units_are_the_models_forward_pass(tiny_space, dw_size):
     # The units, run in sequence, compute exactly what the whole model computes.
-    config = reference("ghostnet-0.5x", preset="cifar", num_classes=10, input_size=16)
+    config = reference("ghostnet-0.5x", preset="cifar", num_classes=10, input_size=16).replace(dw_size=dw_size)
     units = config_units(config)
     assert [u.kind for u, _ in units] == ["stem", *["block"] * len(config.blocks), "head"]
     torch.manual_seed(0)
@@ -102,9 +103,12 @@ def test_units_are_the_models_forward_pass(tiny_space):
         expected[f"{'grouped' if conv.groups > 1 else 'dense'}_mmacs_hw{resolution}"] += macs
         expected[f"layers_hw{resolution}"] += 1
         expected["activations_100k"] += shape[1] * hw / 1e5
-        if conv.groups > 1:
+        if conv.groups > 1 and conv.kernel_size == (1, 1):  # the cheap op at dw_size 1: a cost per group
+            expected["grouped1x1_kgroups"] += conv.groups / 1e3
+        elif conv.groups > 1:
             expected["depthwise_kchannels" if conv.out_channels == conv.groups else "grouped_kchannels"] += conv.out_channels / 1e3
     assert any(conv.groups > 1 for conv, _ in convs) and dict(zip(FEATURES, unit.features)) == pytest.approx(expected)
+    assert (expected["grouped1x1_kgroups"] > 0) == (dw_size == 1)
 
 
 @pytest.mark.parametrize(
