@@ -22,8 +22,12 @@ Results: ``docs/bench/ground_truth.jsonl``, one JSON object per line and model,
 ``{"name", "config", "id", "params", "flops", "runs": [{"seed", "accuracy", "epochs", "images",
 "input_size", "holdout", "holdout_seed", "seconds", "threads", "load", "finished"}, ...]}``.
 A run is written the moment it finishes (under a lock file, by re-reading, merging and atomically
-replacing the file), so several processes (``--shard``) can share one file and a killed process
-loses only the run it was in.
+replacing the file), so several processes can share one file and a killed process loses only the
+run it was in. Processes share the work by claims: before training a run, a process records it in
+``<results>.claims`` (under the same lock) and skips the runs another live process holds there, so
+every process stays busy until the work list is done, whatever each run costs. A claim whose
+process has ended (or whose machine has restarted since) is taken over; a claim made on another
+machine is respected until its file is deleted.
 
 ``--resume`` is how to continue: without it the script refuses a results file that already holds
 runs; with it, every run already in the file with the same model, seed and recipe (epochs,
@@ -33,8 +37,8 @@ its runs beside the old ones (each run records its recipe). Order of work: seed 
 within a seed the models in an order whose every prefix spans the FLOPs range (the baselines
 first), so a partial table is already a spread.
 
-    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python bench/ground_truth.py --resume --shard 0/2 &
-    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python bench/ground_truth.py --resume --shard 1/2 &
+    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python bench/ground_truth.py --resume &   # one per core
+    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python bench/ground_truth.py --resume &
     .venv/bin/python bench/ground_truth.py --report     # the table, training nothing
 
 On a GPU: ``--device cuda --threads 1`` (same recipe, same file format).
@@ -51,9 +55,10 @@ import logging
 import math
 import os
 import random
+import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -172,6 +177,64 @@ def append_run(path: Path, *, name: str, config: GhostNetConfig, run: dict[str, 
         tmp.replace(path)
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _alive(claim: dict[str, Any]) -> bool:
+    """Whether the process that made ``claim`` may still be training its run."""
+    if claim.get("host") != socket.gethostname():
+        return True  # another machine's process: nothing here can tell
+    if claim.get("boot") != _boot_id():
+        return False  # made before this machine restarted
+    try:
+        os.kill(claim["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    return True
+
+
+def _update_claims(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    claims_file = path.with_name(path.name + ".claims")
+    claims = json.loads(claims_file.read_text()) if claims_file.exists() else {}
+    change(claims)
+    tmp = claims_file.with_name(f"{claims_file.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(claims, indent=1))
+    tmp.replace(claims_file)
+
+
+def claim_run(path: Path, key: str, *, done: Callable[[dict[str, dict[str, Any]]], bool]) -> bool:
+    """Claim the run ``key`` for this process: False if it is ``done`` in the results or a live
+    process holds it, else recorded as this process's (one lock for both checks, so two processes
+    never take the same run)."""
+    with locked(path):
+        if done(read_results(path)):
+            return False
+        taken = False
+
+        def take(claims: dict[str, Any]) -> None:
+            nonlocal taken
+            held = claims.get(key)
+            if held and held.get("pid") != os.getpid() and _alive(held):
+                return
+            claims[key] = {"pid": os.getpid(), "host": socket.gethostname(), "boot": _boot_id(),
+                           "since": f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}"}
+            taken = True
+
+        _update_claims(path, take)
+        return taken
+
+
+def release_run(path: Path, key: str) -> None:
+    with locked(path):
+        _update_claims(path, lambda claims: claims.pop(key, None))
+
+
 def recipe_of(run: dict[str, Any]) -> tuple:
     return (run["seed"], run["epochs"], run["images"], run.get("input_size"), run.get("holdout"), run.get("holdout_seed"))
 
@@ -227,7 +290,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--resume", action="store_true", help="add to an existing results file, training only the runs it lacks")
     parser.add_argument("--report", action="store_true", help="print the table from --results and train nothing")
-    parser.add_argument("--shard", default="0/1", help="I/N: this process trains runs I, I+N, ... of the work list")
     parser.add_argument("--models", type=int, default=15, help="sampled models, besides the 5 baselines")
     parser.add_argument("--pool", type=int, default=150, help="uniform samples the stratified draw picks from")
     parser.add_argument("--sample-seed", type=int, default=0)
@@ -242,11 +304,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="train the models in order of FLOPs instead of the spread order (on a starved machine: more "
                         "finished runs per hour; the runs are the same, so later --resume runs in either order fill the table)")
     args = parser.parse_args(argv)
-    try:
-        shard, shards = map(int, args.shard.split("/"))
-        assert 0 <= shard < shards
-    except (ValueError, AssertionError):
-        parser.error(f"--shard {args.shard!r}: expected I/N with 0 <= I < N")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("fvcore").setLevel(logging.ERROR)
 
@@ -267,18 +324,23 @@ def main(argv: list[str] | None = None) -> int:
     log.info("held out %d images (seed %d); training on %d of the %d-image pool", len(held_out), HOLDOUT_SEED, len(train), len(pool))
     args.results.parent.mkdir(parents=True, exist_ok=True)
     for i, (name, config, seed) in enumerate(work):
-        if i % shards != shard:
-            continue
         if args.stop_at and f"{datetime.now(timezone.utc):%H:%M}" >= args.stop_at:
             log.info("it is past %s UTC: stopping (rerun with --resume to continue)", args.stop_at)
             break
         settings = dataclasses.replace(base, seed=seed)
         want = (seed, args.epochs, len(train), args.input_size, len(held_out), HOLDOUT_SEED)
-        row = read_results(args.results).get(config.id)
-        if row and any(recipe_of(r) == want for r in row["runs"]):
+        key = f"{config.id} {want}"
+
+        def done(rows: dict[str, dict[str, Any]], config_id: str = config.id, want: tuple = want) -> bool:
+            return any(recipe_of(r) == want for r in rows.get(config_id, {}).get("runs", []))
+
+        if not claim_run(args.results, key, done=done):
             continue
-        run = train_one(config, train, held_out, settings)
-        append_run(args.results, name=name, config=config, run=run)
+        try:
+            run = train_one(config, train, held_out, settings)
+            append_run(args.results, name=name, config=config, run=run)
+        finally:
+            release_run(args.results, key)
         log.info("run %d/%d: %s %s seed %d: accuracy %s in %.0f s (load %.1f)", i + 1, len(work), name, config.id, seed,
                  run["accuracy"], run["seconds"], run["load"])
     report(list(read_results(args.results).values()))

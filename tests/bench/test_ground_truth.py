@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -91,6 +94,31 @@ def test_an_existing_results_file_needs_resume(tmp_path: Path, capsys) -> None:
     bad.write_text("not json\n")
     with pytest.raises(SystemExit, match="bad.jsonl:1 is not a ground-truth row"):
         gt.read_results(bad)
+
+
+def test_a_run_is_claimed_once_by_a_live_process_and_taken_over_from_an_ended_one(tmp_path: Path) -> None:
+    path = tmp_path / "gt.jsonl"
+    claims = tmp_path / "gt.jsonl.claims"
+    never_done = lambda rows: False  # noqa: E731
+    assert gt.claim_run(path, "a", done=never_done)
+    assert json.loads(claims.read_text())["a"]["pid"] == os.getpid()
+    assert gt.claim_run(path, "a", done=never_done)  # its own claim, again (a restarted loop)
+    here = {"host": socket.gethostname(), "boot": gt._boot_id(), "since": "2026-12-02T00:00:00Z"}
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    claims.write_text(json.dumps({
+        "live": {**here, "pid": os.getppid()},  # pytest's parent: alive, not this process
+        "ended": {**here, "pid": int(ended.stdout)},
+        "rebooted": {**here, "boot": "another boot", "pid": os.getppid()},
+        "elsewhere": {**here, "host": "another-machine", "pid": 1},
+    }))  # fmt: skip
+    assert not gt.claim_run(path, "live", done=never_done)
+    assert gt.claim_run(path, "ended", done=never_done) and gt.claim_run(path, "rebooted", done=never_done)
+    assert not gt.claim_run(path, "elsewhere", done=never_done)
+    assert {k: v["pid"] for k, v in json.loads(claims.read_text()).items()} == {
+        "live": os.getppid(), "ended": os.getpid(), "rebooted": os.getpid(), "elsewhere": 1}  # fmt: skip
+    assert not gt.claim_run(path, "new", done=lambda rows: True)  # finished: never claimed
+    gt.release_run(path, "ended")
+    assert set(json.loads(claims.read_text())) == {"live", "rebooted", "elsewhere"}
 
 
 def test_bootstrap_and_leave_one_out_ridge_give_known_answers() -> None:
