@@ -47,9 +47,9 @@ RESOLUTIONS = tuple(4**b for b in range(8))
 # convs and of grouped convs with several outputs per group (the ghost cheap op at ratio s > 2),
 # which at small resolutions cost per channel, not per MAC (4x4 blocks were underestimated
 # 2x without them). A grouped conv with a 1x1 kernel (the cheap op at ``dw_size`` 1) is counted
-# by its groups instead: eager PyTorch runs it group by group, about 2.5 us a group whatever the
-# resolution (600 groups at 4x4 took 1.4 ms, 30x a dense 1x1 conv of the same channels), where a
-# 3x3 or 5x5 depthwise conv costs nearly the same for 30 or 1,000 channels.
+# by its groups instead: eager PyTorch runs it group by group, about 2.4 us a group whatever the
+# resolution (544 groups at 4x4: 1.2 ms, 9x a dense 544-channel 1x1 conv; bench/grouped_conv.py),
+# where a 3x3 or 5x5 depthwise conv costs nearly the same for 30 or 1,000 channels.
 FEATURES = (
     *(f"is_{k}" for k in KINDS),
     *(f"{what}_hw{hw}" for hw in RESOLUTIONS for what in ("dense_mmacs", "grouped_mmacs", "layers")),
