@@ -161,13 +161,15 @@ def loo_ridge(features: np.ndarray, target: np.ndarray, *, alpha: float = 1.0) -
     return predictions
 
 
+def trained(row: dict[str, Any], budget: str) -> dict[str, Any] | None:
+    """The row's finished proxy training run at this budget, if any."""
+    return next((r for r in row["proxy"]["runs"] if r.get("budget") == budget and r.get("accuracy") is not None), None)
+
+
 def estimators(rows: list[dict[str, Any]], budgets: list[str]) -> dict[str, tuple[np.ndarray, float]]:
     """Name -> (score per model, median seconds per model) for every estimator all rows have."""
     def zc(row: dict[str, Any]) -> dict[str, Any]:
         return next(r for r in row["proxy"]["runs"] if r["kind"] == "zero_cost")
-
-    def trained(row: dict[str, Any], budget: str) -> dict[str, Any] | None:
-        return next((r for r in row["proxy"]["runs"] if r.get("budget") == budget and r.get("accuracy") is not None), None)
 
     out: dict[str, tuple[np.ndarray, float]] = {}
     for budget in budgets:
@@ -227,13 +229,25 @@ def report(args: argparse.Namespace, truth: dict[str, dict[str, Any]]) -> None:
               "(bench/proxy_fidelity.py run 3: 2,400 training / 3,600 validation images, 16 px); "
               "budget 2400x2@16 is that bench's own 2-epoch proxy, seed 0.\n")
     print(f"Target over these models: mean accuracy {target.mean():.3f}, sd {target.std():.3f}.\n")
-    print("| estimator | Kendall tau [90 % interval] | Spearman rho [90 % interval] | cost per model (median s) |")
-    print("|---|---|---|---|")
+    print("| estimator | models | Kendall tau [90 % interval] | Spearman rho [90 % interval] | cost per model (median s) |")
+    print("|---|---|---|---|---|")
+
+    def table(subset: list[dict[str, Any]], found: dict[str, tuple[np.ndarray, float]]) -> None:
+        truth_here = np.array([r["target"] for r in subset])
+        for name, (values, seconds) in found.items():
+            b = bootstrap(values, truth_here)
+            cells = " | ".join(f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in (b["kendall"], b["spearman"]))
+            print(f"| {name} | {len(subset)} | {cells} | {seconds:.1f} |")
+
     budgets = [f"{i}x{e}@{s}" for i, e, s in args.budgets]
-    for name, (values, seconds) in estimators(rows, budgets).items():
-        b = bootstrap(values, target)
-        cells = " | ".join(f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in (b["kendall"], b["spearman"]))
-        print(f"| {name} | {cells} | {seconds:.1f} |")
+    table(rows, estimators(rows, budgets))
+    # A budget measured on only some of the models (still running, or begun after others) is
+    # ranked on those, beside FLOPs on the same models, rather than hidden.
+    for budget in budgets:
+        subset = [r for r in rows if trained(r, budget)]
+        if 4 <= len(subset) < len(rows):
+            found = estimators(subset, [budget])
+            table(subset, {f"proxy {budget}": found[f"proxy {budget}"], "FLOPs only": found["FLOPs only"]})
     print(f"\nBased on {len(rows)} models only: the intervals are wide, and a difference between two rows that "
           "lies inside both intervals is not evidence that one estimator is better.")
 

@@ -143,3 +143,33 @@ def test_budgets_parse_and_bad_ones_are_refused() -> None:
     for bad in ("10000", "x3", "0x1", "10x1@0", "ax2"):
         with pytest.raises(argparse.ArgumentTypeError, match="expected IMAGESxEPOCHS"):
             pr.parse_budget(bad)
+
+
+def test_a_budget_measured_on_some_models_is_ranked_on_those_beside_flops(tmp_path: Path, capsys) -> None:
+    # Five widths: a ground truth that rises with width, every zero-cost score measured, budget
+    # 100x1 on all five and ordering them backwards, budget 200x1 on four only and ordering them right.
+    widths = ["ghostnet-0.35x", "ghostnet-0.5x", "ghostnet-0.75x", "ghostnet-1.0x", "ghostnet-1.3x"]
+    truth_path, proxy_path = tmp_path / "gt.jsonl", tmp_path / "proxy.jsonl"
+    zero_cost = {"kind": "zero_cost", "scores": {n: 1.0 + i for i, n in enumerate(pr.ZERO_COST_SCORES)},
+                 "seconds": {**{n: 1.0 for n in pr.ZERO_COST_SCORES}, "flops": 0.5}}
+    lines = []
+    for i, name in enumerate(widths):
+        config = reference(name, preset="cifar", num_classes=10, input_size=16)
+        gt.append_run(truth_path, name=name, config=config,
+                      run={"seed": 0, "accuracy": 0.5 + i / 100, "epochs": 5, "images": 40000, "seconds": 1.0})
+        runs = [{**zero_cost, "scores": {**zero_cost["scores"], "synflow": 10.0 ** (i + 1)}},
+                {"kind": "train", "budget": "100x1@16", "accuracy": 0.3 - i / 100, "seconds": 2.0}]
+        if i > 0:
+            runs.append({"kind": "train", "budget": "200x1@16", "accuracy": 0.2 + i / 100, "seconds": 4.0})
+        lines.append(json.dumps({**json.loads(truth_path.read_text().splitlines()[i]), "runs": runs}))
+    proxy_path.write_text("\n".join(lines) + "\n")
+    args = argparse.Namespace(results=proxy_path, fidelity=None, budgets=[(100, 1, 16), (200, 1, 16)])
+    pr.report(args, gt.read_results(truth_path))
+    table = {}
+    for line in capsys.readouterr().out.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 5 and cells[1].isdigit():
+            table.setdefault(cells[0], []).append((int(cells[1]), cells[2].split()[0], cells[4]))
+    assert table["proxy 100x1@16"] == [(5, "-1.00", "2.0")]
+    assert table["proxy 200x1@16"] == [(4, "1.00", "4.0")]
+    assert table["FLOPs only"] == [(5, "1.00", "0.5"), (4, "1.00", "0.5")]
