@@ -150,7 +150,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from evaluators.evaluate import Evaluator
     from evaluators.latency import LatencyProbe, LatencySettings
     from evaluators.latency_model import LatencyModel
-    from spaces import check_int, reference
+    from spaces import MAX_INPUT_SIZE, check_int, reference
 
     # Every setting is checked whether or not this run uses it.
     check_device(args.device or "cpu")
@@ -162,6 +162,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for name in ("subset", "input_size", "num_classes"):  # bounded by the data set and the config schema
         if getattr(args, name) is not None:
             check_int(f"--{name.replace('_', '-')}", getattr(args, name), low=1)
+    if args.train_input_size is not None:
+        check_int("--train-input-size", args.train_input_size, low=8, high=MAX_INPUT_SIZE)
 
     if args.run:
         return _eval_run(args)
@@ -194,6 +196,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         train = {"device": device, "seed": args.seed}
         if args.epochs is not None:
             train["epochs"] = args.epochs
+        if args.train_input_size is not None:
+            train["input_size"] = args.train_input_size
         train_settings = _settings(TrainSettings, **train)
     if args.latency_model is not None and not args.skip_latency:
         latency_model = LatencyModel.load(args.latency_model)

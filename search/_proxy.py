@@ -52,8 +52,11 @@ class ProxyContext:
         train = {"device": settings.device, "seed": settings.seed, "threads": threads}
         if settings.epochs is not None:
             train["epochs"] = settings.epochs
+        if settings.train_input_size is not None:
+            train["input_size"] = settings.train_input_size
         # Checked before any study is touched: the smallest network (one block, stride 1).
-        GhostNetConfig(stages=((Block(3, 16, 16),),), stem_stride=1, num_classes=len(dataset.classes), input_size=input_size)
+        for size in {input_size, settings.train_input_size or input_size}:
+            GhostNetConfig(stages=((Block(3, 16, 16),),), stem_stride=1, num_classes=len(dataset.classes), input_size=size)
         return cls(
             dataset=dataset, data=proxy_split(dataset, seed=settings.seed, val_fraction=settings.val_fraction, subset=settings.subset),
             val_fraction=settings.val_fraction, subset=settings.subset, preset=settings.preset, input_size=input_size,
@@ -87,7 +90,7 @@ class ProxyContext:
         return {
             "images": len(self.dataset), "classes": list(self.dataset.classes), "subset": self.subset,
             "val_fraction": self.val_fraction, "epochs": self.train_settings.epochs, "preset": self.preset,
-            "input_size": self.input_size, "seed": self.seed,
+            "input_size": self.input_size, "train_input_size": self.train_settings.input_size, "seed": self.seed,
         }  # fmt: skip
 
     def with_seed(self, seed: int) -> ProxyContext:

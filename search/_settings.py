@@ -18,7 +18,7 @@ import yaml
 from evaluators import DEVICES, MAX_PROXY_EPOCHS, MAX_SEED, TrainSettings, check_device
 from evaluators.latency import BACKENDS
 from evaluators.zero_cost import ZERO_COST_SCORES
-from spaces import PRESETS, ConfigError, GhostNASError, check_int, check_number, read_data_file, write_atomic
+from spaces import MAX_INPUT_SIZE, PRESETS, ConfigError, GhostNASError, check_int, check_number, read_data_file, write_atomic
 
 from search._objectives import Limits, SearchError, parse_count, parse_objectives
 from search._samplers import SAMPLERS
@@ -40,7 +40,7 @@ MAX_TRIALS = 100_000
 MAX_PREFILTER = 64
 
 # Flags ``eval`` shares with ``search`` (the data, the budget, the device).
-EVALUATION_FLAGS = ("dataset", "data_root", "download", "subset", "epochs", "device", "threads", "latency_backend", "latency_model")
+EVALUATION_FLAGS = ("dataset", "data_root", "download", "subset", "epochs", "train_input_size", "device", "threads", "latency_backend", "latency_model")
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class SearchSettings:
     space: Path | None = _flag(None, "search space YAML (default: spaces/ghostnet.yaml)")
     preset: str = _flag("cifar", "input layout (default cifar: 32x32, total stride 8)", choices=tuple(PRESETS))
     input_size: int | None = _flag(None, "input resolution (default: the preset's)")
+    train_input_size: int | None = _flag(None, "train and validate the proxy at this resolution instead (a budget knob: FLOPs and latency stay at --input-size)")
     dataset: str = _flag("digits", "digits (default, embedded), cifar10, cifar100, mnist, fashion-mnist, or an ImageFolder dir / .tar.gz")
     data_root: Path | None = _flag(None, "where torchvision datasets live (read locally)")
     download: bool = _flag(False, "download a torchvision dataset into --data-root")
@@ -101,6 +102,8 @@ class SearchSettings:
         for name in ("subset", "input_size"):  # bounded by the data set and the config schema
             if getattr(self, name) is not None:
                 _int(name, getattr(self, name), low=1)
+        if self.train_input_size is not None:
+            _int("train_input_size", self.train_input_size, low=8, high=MAX_INPUT_SIZE)
         if self.timeout is not None:
             check_number("--timeout", self.timeout, low=0, low_open=True, error=SearchError)
         if not (isinstance(self.val_fraction, float) and 0 < self.val_fraction < 1):

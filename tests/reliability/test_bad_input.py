@@ -312,6 +312,8 @@ CASES = [
     ("config-epochs-huge", lambda k: k.search("--config", k / "epochs-huge.yaml"), "--epochs must be an integer in [1, 1000], got 1001"),
     ("eval-epochs-10**12", lambda k: ["eval", "--reference", "ghostnet-0.35x", "--preset", "cifar", "--skip-latency", "--epochs", str(10**12)], "--epochs must be an integer in [1, 1000], got 1000000000000"),
     ("confirm-runs-huge", lambda k: ["confirm", "--study", "kept", "--storage", k.url, "--runs", str(10**12)], "--runs must be an integer in [2, 100] (the search's run included), got 1000000000000"),
+    ("search-train-input-size-4", lambda k: k.search("--train-input-size", "4"), "--train-input-size must be an integer in [8, 1024], got 4"),
+    ("eval-train-input-size-4096", lambda k: ["eval", "--reference", "ghostnet-0.35x", "--preset", "cifar", "--skip-latency", "--train-input-size", "4096"], "--train-input-size must be an integer in [8, 1024], got 4096"),
     ("eval-threads-0", lambda k: ["eval", "--reference", "ghostnet-0.35x", "--skip-accuracy", "--threads", "0"], "--threads must be an integer in [1, "),
     # files that are not regular files, storage a read-only command must not create or change
     ("export-out-fifo", lambda k: ["export", "--study", "kept", "--storage", k.url, "--out", k / "fifo"], "it is a FIFO, not a regular file"),

@@ -3,13 +3,16 @@ a resumed study makes against it, and the mapping from an evaluation's exception
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from evaluators import TrainingFailed, load_dataset, proxy_split
+from evaluators import TrainingFailed, load_dataset, proxy_split, train_proxy
 from search import ProxyContext, SearchError, SearchSettings
 from search._proxy import check_record
 from search._record import failure_reason
+from spaces import reference
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +25,24 @@ def test_the_record_says_how_accuracy_is_measured(proxy):
     digits = load_dataset("digits")
     assert proxy.record == {
         "images": 1797, "classes": list(digits.classes), "subset": 300, "val_fraction": 0.2, "epochs": 1,
-        "preset": "cifar", "input_size": 16, "seed": 3,
+        "preset": "cifar", "input_size": 16, "train_input_size": None, "seed": 3,
     }  # fmt: skip
     assert proxy.num_classes == 10 and proxy.train_settings.seed == 3
     train, val = proxy_split(digits, seed=3, subset=300)
     assert torch.equal(proxy.data[0].images, train.images) and torch.equal(proxy.data[1].labels, val.labels)
+
+
+def test_a_training_resolution_trains_there_and_is_recorded(tmp_path):
+    # Configs stay at the preset's 16 px (FLOPs and latency); the proxy trains and validates at 8.
+    settings = SearchSettings(study="p", out=tmp_path, subset=300, epochs=1, seed=3, workers=1, train_input_size=8)
+    small = ProxyContext.from_settings(settings)
+    assert (small.input_size, small.train_settings.input_size, small.record["train_input_size"]) == (16, 8, 8)
+    config = reference("ghostnet-0.35x", preset="cifar", num_classes=10, input_size=16)
+    trained = small.train(config)
+    at = {size: train_proxy(config, *small.data, dataclasses.replace(small.train_settings, input_size=size)) for size in (8, 16)}
+    assert trained.loss_sum == at[8].loss_sum != at[16].loss_sum  # the same seeded run as an 8 px one
+    with pytest.raises(SearchError, match="measured accuracy with train_input_size None; resume"):
+        check_record("s", {**small.record, "train_input_size": None}, small.record)
 
 
 def test_another_seed_is_another_split_and_training_seed(proxy):
