@@ -46,6 +46,8 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ground_truth as gt  # noqa: E402
 
+from evaluators import accuracy_model  # noqa: E402
+from evaluators.accuracy_model import features_of, fit_ridge  # noqa: E402
 from evaluators.data import ImageSet, load_dataset  # noqa: E402
 from evaluators.flops import count_cost  # noqa: E402
 from evaluators.latency import cpu_model  # noqa: E402
@@ -152,18 +154,20 @@ def loo_ridge(features: np.ndarray, target: np.ndarray, *, alpha: float = 1.0) -
     predictions = np.empty(len(target))
     for i in range(len(target)):
         keep = np.arange(len(target)) != i
-        mu, sd = features[keep].mean(0), features[keep].std(0) + 1e-12
-        a = np.c_[np.ones(keep.sum()), (features[keep] - mu) / sd]
-        penalty = alpha * np.eye(a.shape[1])
-        penalty[0, 0] = 0.0  # no shrinkage of the intercept
-        coef = np.linalg.solve(a.T @ a + penalty, a.T @ target[keep])
-        predictions[i] = np.r_[1.0, (features[i] - mu) / sd] @ coef
+        mean, scale, coef = fit_ridge(features[keep], target[keep], alpha=alpha)
+        predictions[i] = np.r_[1.0, (features[i] - mean) / scale] @ coef
     return predictions
 
 
 def trained(row: dict[str, Any], budget: str) -> dict[str, Any] | None:
     """The row's finished proxy training run at this budget, if any."""
     return next((r for r in row["proxy"]["runs"] if r.get("budget") == budget and r.get("accuracy") is not None), None)
+
+
+def cheap_features(row: dict[str, Any]) -> dict[str, float]:
+    """The accuracy model's features of one model (evaluators/accuracy_model.py)."""
+    zc = next(r for r in row["proxy"]["runs"] if r["kind"] == "zero_cost")
+    return features_of(flops=row["flops"], params=row["params"], scores=zc["scores"])
 
 
 def estimators(rows: list[dict[str, Any]], budgets: list[str]) -> dict[str, tuple[np.ndarray, float]]:
@@ -185,10 +189,7 @@ def estimators(rows: list[dict[str, Any]], budgets: list[str]) -> dict[str, tupl
     for name in ZERO_COST_SCORES:
         out[f"rank mean: {name} + FLOPs"] = ((stats.rankdata(out[name][0]) + flops_rank) / 2, out[name][1] + flops_s)
     target = np.array([r["target"] for r in rows])
-    # synflow spans tens of orders of magnitude: its log is the feature
-    columns = [np.log(out["FLOPs only"][0]), np.log(out["params only"][0])]
-    columns += [np.log(out[n][0]) if n == "synflow" else out[n][0] for n in ZERO_COST_SCORES]
-    cheap = np.c_[tuple(columns)]
+    cheap = np.array([list(cheap_features(r).values()) for r in rows])
     if not np.isfinite(cheap).all():  # a singular NASWOT kernel gives -inf: leave that feature out
         cheap = cheap[:, np.isfinite(cheap).all(axis=0)]
     zc_cost = sum(out[n][1] for n in ZERO_COST_SCORES) + flops_s
@@ -250,6 +251,24 @@ def report(args: argparse.Namespace, truth: dict[str, dict[str, Any]]) -> None:
             table(subset, {f"proxy {budget}": found[f"proxy {budget}"], "FLOPs only": found["FLOPs only"]})
     print(f"\nBased on {len(rows)} models only: the intervals are wide, and a difference between two rows that "
           "lies inside both intervals is not evidence that one estimator is better.")
+    if getattr(args, "fit", None):
+        write_fit(args, rows)
+
+
+def write_fit(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """``--fit PATH``: the ridge on every model (the report's leave-one-out row is its honest figure)."""
+    loo = loo_ridge(np.array([list(cheap_features(r).values()) for r in rows]), np.array([r["target"] for r in rows]))
+    tau = stats.kendalltau(loo, [r["target"] for r in rows]).statistic
+    zc = [next(x for x in r["proxy"]["runs"] if x["kind"] == "zero_cost") for r in rows]
+    fitted_on = {
+        "data": "CIFAR-10 training split, bench/ground_truth.py recipe (40,000 images x 5 epochs, 16 px)",
+        "models": len(rows), "ground_truth_runs": sum(len(r["runs"]) for r in rows),
+        "leave_one_out_kendall": round(float(tau), 3), "written": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+    }  # fmt: skip
+    model = accuracy_model.fit([(cheap_features(r), r["target"]) for r in rows], input_size=16,
+                               batches=zc[0]["batches"], batch_size=zc[0]["batch_size"], fitted_on=fitted_on)
+    args.fit.write_text(json.dumps(model.to_dict(), indent=1) + "\n")
+    print(f"\nWrote the ridge on all {len(rows)} models to {args.fit} (features: {', '.join(model.features)}).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"proxy measurements (default {DEFAULT_RESULTS.name}, with --fidelity {FIDELITY_RESULTS.name}, in docs/bench)")
     parser.add_argument("--resume", action="store_true", help="add to an existing --results file, measuring only what it lacks")
     parser.add_argument("--report", action="store_true", help="print the table and measure nothing")
+    parser.add_argument("--fit", type=Path, default=None, metavar="JSON",
+                        help=f"also write the ridge on FLOPs, params and zero-cost scores fitted on every model (the search's is {accuracy_model.SHIPPED.relative_to(gt.ROOT)})")
     parser.add_argument("--budgets", type=parse_budget, nargs="+", default=[parse_budget(b) for b in ("2400x2", "10000x3", "30000x1")])
     parser.add_argument("--proxy-val", type=int, default=5000, help="pool images validating every proxy budget")
     parser.add_argument("--batches", type=int, default=2, help="zero-cost batches")

@@ -1,17 +1,19 @@
-"""``search --prefilter N``: of N configs the sampler proposes, train only the one a zero-cost
-score ranks best (issue 18, docs/BENCHMARKS.md "Ground truth and proxy ranking").
+"""``search --prefilter N``: of N configs the sampler proposes, train only the one ranked best
+by a cheap accuracy estimate (issue 18, docs/BENCHMARKS.md "Ground truth and proxy ranking"): by
+default the fitted accuracy model (``evaluators.accuracy_model``: FLOPs, params and all six
+zero-cost scores, a few seconds a candidate), or one zero-cost score (``evaluators.zero_cost``,
+one model build and a few batches: about a second).
 
 Cost order: each candidate first goes through the hard limits (FLOPs and params; latency too
 when ``--max-latency-ms`` is set, so the chosen one cannot break it), and only the candidates
-within them are scored (``evaluators.zero_cost``, one model build and a few batches: about a
-second each). Every candidate stays in the study as its own trial: one a limit rejects is
+within them are scored. Every candidate stays in the study as its own trial: one a limit rejects is
 recorded as any rejected sample is (COMPLETE, with its constraints, so the sampler learns the
 limits); one that is scored is recorded FAIL with :attr:`TrialAttr.PREFILTERED` (its score and
 rank), so no sampler mistakes an untrained config for a bad one, and ``--trials`` does not count
 it. The best one's params are enqueued, with :attr:`TrialAttr.PREFILTER` naming its candidates,
 and the search trains it as its next trial through the usual path (heartbeat, limits, records).
 
-A zero-cost score predicts accuracy only: the prefilter picks the largest score within the
+Either estimate predicts accuracy only: the prefilter picks the largest score within the
 limits, so on a multi-objective search it leans to the accurate (and costly) end of the front.
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 import optuna
 from optuna.trial import Trial, TrialState
 
+from evaluators.accuracy_model import AccuracyModel
 from evaluators.data import ImageSet
 from evaluators.evaluate import Evaluator
 from evaluators.zero_cost import zero_cost_scores
@@ -84,13 +87,8 @@ def prefilter(
                 else:
                     _tell(study, untold, candidate, values=values)
                 continue
-            t = time.perf_counter()
-            scores, _ = zero_cost_scores(
-                candidate_config, data, names=[settings.prefilter_score], batches=BATCHES,
-                batch_size=min(BATCH_SIZE, len(data) // BATCHES), seed=settings.seed,
-            )
-            value = scores[settings.prefilter_score]
-            scored.append((value if math.isfinite(value) else -math.inf, candidate, time.perf_counter() - t))
+            value, seconds = score(candidate_config, data, name=settings.prefilter_score, seed=settings.seed)
+            scored.append((value if math.isfinite(value) else -math.inf, candidate, seconds))
         if scored:
             _enqueue_best(study, settings, scored, untold)
     finally:
@@ -100,6 +98,15 @@ def prefilter(
     if rejected_values is not None:
         return rejected_values
     raise TrialFailed("prefiltered")
+
+
+def score(config: GhostNetConfig, data: ImageSet, *, name: str, seed: int) -> tuple[float, float]:
+    """(score, seconds) of ``config`` by ``name``: "ridge" (the shipped accuracy model) or a zero-cost score."""
+    t = time.perf_counter()
+    if name == "ridge":
+        return AccuracyModel.load().predict_config(config, data, seed=seed)
+    scores, _ = zero_cost_scores(config, data, names=[name], batches=BATCHES, batch_size=min(BATCH_SIZE, len(data) // BATCHES), seed=seed)
+    return scores[name], time.perf_counter() - t
 
 
 def _enqueue_best(study: optuna.Study, settings: SearchSettings, scored: list[tuple[float, Trial, float]], untold: list[Trial]) -> None:

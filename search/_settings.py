@@ -39,6 +39,10 @@ MAX_TRIALS = 100_000
 # score (about a second); past this the sampler's proposals are mostly thrown away.
 MAX_PREFILTER = 64
 
+# What a prefilter can rank by: the fitted accuracy model (evaluators/accuracy_model.py) or one
+# zero-cost score; the model ranked 20 CIFAR-10 models best (docs/BENCHMARKS.md, issue 18).
+PREFILTER_SCORES = ("ridge", *ZERO_COST_SCORES)
+
 # Flags ``eval`` shares with ``search`` (the data, the budget, the device).
 EVALUATION_FLAGS = ("dataset", "data_root", "download", "subset", "epochs", "train_input_size", "device", "threads", "latency_backend", "latency_model")
 
@@ -63,7 +67,7 @@ class SearchSettings:
     early_stopping: bool = _flag(True, "stop clear losers at epoch 2, 2x ratio, ... before the last (default on; nothing to stop at 2 epochs)")
     rung_ratio: float = _flag(3.0, "early stopping keeps the top 1/ratio at each rung, rungs ratio apart (default 3)")
     prefilter: int = _flag(1, f"score N sampled candidates per trained model with --prefilter-score, train only the best (default 1: off; at most {MAX_PREFILTER})")
-    prefilter_score: str = _flag("synflow", "the zero-cost score --prefilter ranks by (default synflow)", choices=tuple(ZERO_COST_SCORES))
+    prefilter_score: str = _flag("ridge", "what --prefilter ranks by: ridge (default: FLOPs, params and the six zero-cost scores, fitted on CIFAR-10) or one zero-cost score", choices=PREFILTER_SCORES)
     workers: int = _flag(1, "worker processes on this machine (default 1; at most 4 per core, and no more than trials left)")
     space: Path | None = _flag(None, "search space YAML (default: spaces/ghostnet.yaml)")
     preset: str = _flag("cifar", "input layout (default cifar: 32x32, total stride 8)", choices=tuple(PRESETS))
@@ -111,7 +115,7 @@ class SearchSettings:
         check_number("--rung-ratio", self.rung_ratio, low=1, low_open=True, error=SearchError)
         if self.sampler not in SAMPLERS:
             raise SearchError(f"unknown sampler {self.sampler!r}: choose from {', '.join(SAMPLERS)}")
-        for name, choices in (("preset", tuple(PRESETS)), ("latency_backend", BACKENDS), ("prefilter_score", tuple(ZERO_COST_SCORES))):
+        for name, choices in (("preset", tuple(PRESETS)), ("latency_backend", BACKENDS), ("prefilter_score", PREFILTER_SCORES)):
             if getattr(self, name) not in choices:
                 raise SearchError(f"{_flag_name(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         try:

@@ -6,6 +6,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from evaluators.accuracy_model import AccuracyModel, features_of
+from evaluators.flops import count_cost
 from evaluators.zero_cost import zero_cost_scores
 from search import SearchError, SearchSettings, run_search
 from search._prefilter import BATCH_SIZE, BATCHES
@@ -19,8 +21,20 @@ def _study(s: SearchSettings) -> optuna.Study:
     return optuna.load_study(study_name=s.study, storage=s.storage_url)
 
 
-def test_prefilter_trains_the_best_scored_of_its_candidates_and_records_all(tiny_space, tmp_path):
-    s = settings(tiny_space, tmp_path, trials=2, sampler="random", objectives=("accuracy", "flops"), prefilter=3, early_stopping=False)
+def _recomputed(score: str, config: GhostNetConfig, data, seed: int) -> float:
+    if score == "ridge":  # the shipped model's prediction, from its own features recomputed
+        model = AccuracyModel.load()
+        at = config.replace(num_classes=data.num_classes, input_size=model.input_size)
+        cost = count_cost(at)
+        scores = zero_cost_scores(at, data, batches=model.batches, batch_size=model.batch_size, seed=seed)[0]
+        return model.predict(features_of(flops=cost.flops, params=cost.params, scores=scores))
+    return zero_cost_scores(config, data, names=[score], batches=BATCHES, batch_size=BATCH_SIZE, seed=seed)[0][score]
+
+
+@pytest.mark.parametrize("score", ["ridge", "synflow"])
+def test_prefilter_trains_the_best_scored_of_its_candidates_and_records_all(tiny_space, tmp_path, score):
+    s = settings(tiny_space, tmp_path, trials=2, sampler="random", objectives=("accuracy", "flops"), prefilter=3, early_stopping=False,
+                 prefilter_score=score)
     summary = run_search(s)
     trials = _study(s).get_trials()
     trained = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -41,11 +55,11 @@ def test_prefilter_trains_the_best_scored_of_its_candidates_and_records_all(tiny
         values = [c.user_attrs["prefiltered"]["value"] for c in group]
         assert record["value"] == max(values) == chosen.user_attrs["prefiltered"]["value"]
         assert sorted(c.user_attrs["prefiltered"]["rank"] for c in group) == [1, 2, 3] and chosen.user_attrs["prefiltered"]["rank"] == 1
-        for c in group:  # each recorded score is synflow of that config, recomputed here
-            config = GhostNetConfig.from_dict(c.user_attrs["config"])
-            value = zero_cost_scores(config, data, names=["synflow"], batches=BATCHES, batch_size=BATCH_SIZE, seed=s.seed)[0]["synflow"]
+        for c in group:  # each recorded score is that config's, recomputed here
+            value = _recomputed(score, GhostNetConfig.from_dict(c.user_attrs["config"]), data, s.seed)
             assert c.user_attrs["prefiltered"]["value"] == pytest.approx(value, rel=1e-9)
-            assert c.user_attrs["failed"].startswith("not trained: prefilter, synflow ranked ")
+            assert c.user_attrs["prefiltered"]["score"] == score
+            assert c.user_attrs["failed"].startswith(f"not trained: prefilter, {score} ranked ")
     assert len({c.user_attrs["config_id"] for c in candidates}) == 6
 
 
@@ -72,6 +86,7 @@ def test_prefilter_needs_accuracy_and_a_known_score():
         SearchSettings(prefilter=2, objectives=("latency_ms", "flops"))
     with pytest.raises(SearchError, match=r"--prefilter must be an integer in \[1, 64\], got 65"):
         SearchSettings(prefilter=65)
-    with pytest.raises(SearchError, match="--prefilter-score must be one of synflow, naswot"):
+    with pytest.raises(SearchError, match="--prefilter-score must be one of ridge, synflow, naswot"):
         SearchSettings(prefilter=2, prefilter_score="flops")
     assert SearchSettings().prefilter == 1  # off by default
+    assert SearchSettings().prefilter_score == "ridge"  # it ranked 20 CIFAR-10 models best (BENCHMARKS)
