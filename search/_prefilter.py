@@ -20,6 +20,7 @@ limits, so on a multi-objective search it leans to the accurate (and costly) end
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -100,11 +101,16 @@ def prefilter(
     raise TrialFailed("prefiltered")
 
 
+@functools.cache
+def _shipped_model() -> AccuracyModel:
+    return AccuracyModel.load()  # read once per process, not once per candidate
+
+
 def score(config: GhostNetConfig, data: ImageSet, *, name: str, seed: int) -> tuple[float, float]:
     """(score, seconds) of ``config`` by ``name``: "ridge" (the shipped accuracy model) or a zero-cost score."""
     t = time.perf_counter()
     if name == "ridge":
-        return AccuracyModel.load().predict_config(config, data, seed=seed)
+        return _shipped_model().predict_config(config, data, seed=seed)
     scores, _ = zero_cost_scores(config, data, names=[name], batches=BATCHES, batch_size=min(BATCH_SIZE, len(data) // BATCHES), seed=seed)
     return scores[name], time.perf_counter() - t
 
