@@ -13,6 +13,7 @@ The features of a config are computed as the fit's were: FLOPs and params counte
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -84,6 +85,12 @@ class AccuracyModel:
         scores, _ = zero_cost_scores(config, data, batches=self.batches, batch_size=batch_size, seed=seed)
         value = self.predict(features_of(flops=cost.flops, params=cost.params, scores=scores))
         return value, time.perf_counter() - t
+
+    @property
+    def sha256(self) -> str:
+        """A digest of the fit (the file's content, key order aside): a study scored by one fit is
+        resumed only with the same one."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "features": list(self.features), "mean": list(self.mean), "scale": list(self.scale),

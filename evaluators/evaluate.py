@@ -1,4 +1,5 @@
-"""One config through every score, cheapest first: FLOPs/params, then latency, then training.
+"""One config through every score, cheapest first: FLOPs/params, then latency, then accuracy
+(a proxy training run, or an accuracy model's prediction).
 
 A ``gate`` callback sees the scores after each cheap stage and may reject the config before the
 next, more expensive one (the search uses it for its hard limits), so a rejected sample is never
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 
+from evaluators.accuracy_model import AccuracyModel
 from evaluators.calibration import Calibration
 from evaluators.data import ImageSet
 from evaluators.flops import count_cost
@@ -47,8 +49,9 @@ class Evaluator:
     ``probe=None`` skips latency; with a ``calibration`` the latency score is the probe's ratio
     to the reference times the calibration's reference figure, without one the raw median.
     A ``latency_model`` predicts the latency score instead (no probe runs).
-    ``data=None`` skips proxy training. ``data`` is the (proxy-train, proxy-validation) pair;
-    every config is built for its classes.
+    ``data=None`` skips accuracy. ``data`` is the (proxy-train, proxy-validation) pair;
+    every config is built for its classes. With an ``accuracy_model`` the accuracy score is its
+    prediction from the proxy-train images (no training runs).
     """
 
     def __init__(
@@ -59,12 +62,14 @@ class Evaluator:
         latency_model: LatencyModel | None = None,
         data: tuple[ImageSet, ImageSet] | None = None,
         train_settings: TrainSettings | None = None,
+        accuracy_model: AccuracyModel | None = None,
     ) -> None:
         self.probe = probe
         self.calibration = calibration
         self.latency_model = latency_model
         self.data = data
         self.train_settings = train_settings or TrainSettings()
+        self.accuracy_model = accuracy_model
 
     def evaluate(
         self,
@@ -126,7 +131,10 @@ class Evaluator:
                 return done(latency=latency, rejected=reason)
 
         training = None
-        if self.data is not None and until == "train":
+        if self.data is not None and until == "train" and self.accuracy_model is not None:
+            stop_if_asked()
+            scores["accuracy"], seconds["predict"] = self.accuracy_model.predict_config(config, self.data[0], seed=self.train_settings.seed)
+        elif self.data is not None and until == "train":
             t = time.perf_counter()
             training = train_proxy(config, *self.data, self.train_settings, on_epoch=on_epoch, check_stop=check_stop)
             scores["accuracy"] = training.accuracy

@@ -44,7 +44,7 @@ OBJECTIVES: dict[str, str] = {
 UNMEASURED: dict[str, float] = {"accuracy": 0.0, "latency_ms": 1e12, "flops": 1e12, "params": 1e12}
 
 # The stages a trial's ``seconds`` attribute times.
-STAGE_SECONDS = ("build", "flops", "latency", "train", "total")
+STAGE_SECONDS = ("build", "flops", "latency", "train", "predict", "total")  # predict: --accuracy-estimator ridge
 
 
 class StudyAttr:

@@ -142,6 +142,13 @@ def _open(settings: ConfirmSettings) -> tuple[optuna.Study, Path, ProxyContext]:
     study = open_study(storage=open_storage(settings.storage_url, must_exist=True), study_name=settings.study)
     if "accuracy" not in (study.user_attrs.get(StudyAttr.OBJECTIVES) or []):
         raise SearchError(f"study {settings.study!r} does not optimise accuracy: there is nothing to confirm")
+    if ((study.user_attrs.get(StudyAttr.PROXY) or {}).get("accuracy_estimator") or {}).get("name"):
+        # A prediction has no training-seed noise to average away, and a mean of it with trained
+        # runs would mix two scales (the ridge predicts the ground truth's, not the proxy's).
+        raise SearchError(
+            f"study {settings.study!r} predicted its accuracies (--accuracy-estimator ridge): there are no training runs to confirm; "
+            "train the members you consider with `ghostnas train --study ... --member N`"
+        )
     search_settings, proxy = ProxyContext.for_study(
         study, study=settings.study, storage=settings.storage_url, workers=1, progress=False, download=False,
         device=settings.device, dataset=settings.dataset, data_root=settings.data_root, out=settings.out,

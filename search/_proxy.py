@@ -1,4 +1,5 @@
-"""How a study measures accuracy: its data, split, proxy training settings and seed.
+"""How a study measures accuracy: its data, split, proxy training settings and seed, and
+whether trials train or are scored by the fitted accuracy model (``--accuracy-estimator``).
 
 ``ProxyContext`` is built from search settings (``from_settings``), written into a new study as
 its ``proxy`` record (``record``), checked against the record of a study it resumes or joins
@@ -19,6 +20,7 @@ from typing import Any
 import optuna
 import torch
 
+from evaluators.accuracy_model import AccuracyModel
 from evaluators.data import ImageSet, load_dataset, proxy_split
 from evaluators.training import TrainResult, TrainSettings, train_proxy
 from results import StudyAttr
@@ -38,6 +40,9 @@ class ProxyContext:
     preset: str
     input_size: int  # every config of the study is built for it
     train_settings: TrainSettings  # epochs, device, threads, and the seed (also the split's)
+    # With --accuracy-estimator ridge, what scores a trial's accuracy instead of training
+    # (confirm and train still train, with train_settings).
+    accuracy_model: AccuracyModel | None = None
 
     @classmethod
     def from_settings(cls, settings: SearchSettings) -> ProxyContext:
@@ -61,6 +66,7 @@ class ProxyContext:
             dataset=dataset, data=proxy_split(dataset, seed=settings.seed, val_fraction=settings.val_fraction, subset=settings.subset),
             val_fraction=settings.val_fraction, subset=settings.subset, preset=settings.preset, input_size=input_size,
             train_settings=TrainSettings(**train),
+            accuracy_model=AccuracyModel.load() if settings.accuracy_estimator == "ridge" else None,
         )  # fmt: skip
 
     @classmethod
@@ -87,10 +93,14 @@ class ProxyContext:
     @property
     def record(self) -> dict[str, Any]:
         """The study's ``proxy`` user attr (docs/STUDY_FORMAT.md)."""
+        # The estimator is recorded only when it is not training, so that the records of studies
+        # made before it existed (all trained) still match.
+        estimator = {} if self.accuracy_model is None else {"accuracy_estimator": {"name": "ridge", "sha256": self.accuracy_model.sha256}}
         return {
             "images": len(self.dataset), "classes": list(self.dataset.classes), "subset": self.subset,
             "val_fraction": self.val_fraction, "epochs": self.train_settings.epochs, "preset": self.preset,
             "input_size": self.input_size, "train_input_size": self.train_settings.input_size, "seed": self.seed,
+            **estimator,
         }  # fmt: skip
 
     def with_seed(self, seed: int) -> ProxyContext:
@@ -117,10 +127,20 @@ def check_record(study: str, recorded: Mapping[str, Any] | None, record: Mapping
     seed aside: the study's is used). Studies written before the record existed are not checked."""
     if recorded is None:
         return
-    differ = [key for key in record if key != "seed" and recorded.get(key) != record[key]]
+    keys = [*record, *(["accuracy_estimator"] if "accuracy_estimator" in recorded and "accuracy_estimator" not in record else [])]
+    differ = [key for key in keys if key != "seed" and recorded.get(key) != record.get(key)]
+    if "accuracy_estimator" in differ:
+        was, now = (_estimator(r.get("accuracy_estimator")) for r in (recorded, record))
+        raise SearchError(f"study {study!r} scored accuracy by {was}, not by {now}; resume it with the same --accuracy-estimator (and GhostNAS version)")
     if differ:
         was = ", ".join(f"{key} {_brief(recorded.get(key))}" for key in differ)
         raise SearchError(f"study {study!r} measured accuracy with {was}; resume it with the same data and proxy settings")
+
+
+def _estimator(record: Any) -> str:
+    if not record:
+        return "training (--accuracy-estimator train)"
+    return f"the {record.get('name')} accuracy model (sha256 {str(record.get('sha256'))[:12]})"
 
 
 def _brief(value: Any) -> str:

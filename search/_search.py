@@ -211,13 +211,16 @@ class _Worker:
         self.early_stopping = EarlyStopping(eta=settings.rung_ratio) if settings.early_stopping else None
         # Validation accuracy after each epoch is measured only where early stopping can act on it:
         # at the default 2 epochs there is no rung, and the epoch-1 pass cost 11-13% of a default trial.
-        self._rungs = self.early_stopping.rungs(proxy.train_settings.epochs) if self.early_stopping else []
+        self._rungs = self.early_stopping.rungs(proxy.train_settings.epochs) if self.early_stopping and proxy.accuracy_model is None else []
         self.study = create_or_load_study(settings, self.space, seed_offset=index, proxy=proxy.record)
         self.proxy = proxy.on_study(self.study)
         data = self.proxy.data if "accuracy" in settings.objectives else None
         like = reference("ghostnet-1.0x", preset=settings.preset, num_classes=proxy.num_classes, input_size=proxy.input_size) if probe else None
         calibration = bind_latency(self.study, probe=probe, model=latency_model, like=like)
-        self.evaluator = Evaluator(probe=probe, calibration=calibration, latency_model=latency_model, data=data, train_settings=self.proxy.train_settings)
+        self.evaluator = Evaluator(
+            probe=probe, calibration=calibration, latency_model=latency_model, data=data,
+            train_settings=self.proxy.train_settings, accuracy_model=self.proxy.accuracy_model,
+        )  # fmt: skip
 
     # The objective Optuna calls; it releases the ask-lock as soon as the trial exists.
     def objective(self, trial: Trial, *, lock: FileLock, target: int) -> list[float]:

@@ -43,6 +43,10 @@ MAX_PREFILTER = 64
 # zero-cost score; the model ranked 20 CIFAR-10 models best (docs/BENCHMARKS.md, issue 18).
 PREFILTER_SCORES = ("ridge", *ZERO_COST_SCORES)
 
+# How a trial's accuracy is scored: a proxy training run, or the fitted accuracy model's
+# prediction (seconds, no training; docs/BENCHMARKS.md, "Ground truth and proxy ranking").
+ACCURACY_ESTIMATORS = ("train", "ridge")
+
 # Flags ``eval`` shares with ``search`` (the data, the budget, the device).
 EVALUATION_FLAGS = ("dataset", "data_root", "download", "subset", "epochs", "train_input_size", "device", "threads", "latency_backend", "latency_model")
 
@@ -68,6 +72,7 @@ class SearchSettings:
     rung_ratio: float = _flag(3.0, "early stopping keeps the top 1/ratio at each rung, rungs ratio apart (default 3)")
     prefilter: int = _flag(1, f"score N sampled candidates per trained model with --prefilter-score, train only the best (default 1: off; at most {MAX_PREFILTER})")
     prefilter_score: str = _flag("ridge", "what --prefilter ranks by: ridge (default: FLOPs, params and the six zero-cost scores, fitted on CIFAR-10) or one zero-cost score", choices=PREFILTER_SCORES)
+    accuracy_estimator: str = _flag("train", "how accuracy is scored: train (a proxy training run, default) or ridge (predicted from FLOPs, params and the six zero-cost scores by the CIFAR-10-fitted model, seconds a trial, no training; `confirm` then trains the front)", choices=ACCURACY_ESTIMATORS)
     workers: int = _flag(1, "worker processes on this machine (default 1; at most 4 per core, and no more than trials left)")
     space: Path | None = _flag(None, "search space YAML (default: spaces/ghostnet.yaml)")
     preset: str = _flag("cifar", "input layout (default cifar: 32x32, total stride 8)", choices=tuple(PRESETS))
@@ -101,6 +106,8 @@ class SearchSettings:
         _int("prefilter", self.prefilter, low=1, high=MAX_PREFILTER)
         if self.prefilter > 1 and "accuracy" not in self.objectives:
             raise SearchError("--prefilter ranks candidates by predicted accuracy: it needs accuracy among the --objectives")
+        if self.prefilter > 1 and self.accuracy_estimator == "ridge":
+            raise SearchError("--prefilter picks which candidate to train; with --accuracy-estimator ridge nothing is trained: drop one of them")
         if self.epochs is not None:
             _int("epochs", self.epochs, low=1, high=MAX_PROXY_EPOCHS)
         for name in ("subset", "input_size"):  # bounded by the data set and the config schema
@@ -115,7 +122,7 @@ class SearchSettings:
         check_number("--rung-ratio", self.rung_ratio, low=1, low_open=True, error=SearchError)
         if self.sampler not in SAMPLERS:
             raise SearchError(f"unknown sampler {self.sampler!r}: choose from {', '.join(SAMPLERS)}")
-        for name, choices in (("preset", tuple(PRESETS)), ("latency_backend", BACKENDS), ("prefilter_score", PREFILTER_SCORES)):
+        for name, choices in (("preset", tuple(PRESETS)), ("latency_backend", BACKENDS), ("prefilter_score", PREFILTER_SCORES), ("accuracy_estimator", ACCURACY_ESTIMATORS)):
             if getattr(self, name) not in choices:
                 raise SearchError(f"{_flag_name(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         try:

@@ -211,6 +211,8 @@ CASES = [
     ("prefilter-0", lambda k: k.search("--prefilter", "0"), "--prefilter must be an integer in [1, 64], got 0"),
     ("prefilter-no-accuracy", lambda k: k.search("--prefilter", "4", "--objectives", "latency_ms,flops"), "--prefilter ranks candidates by predicted accuracy: it needs accuracy among the --objectives"),
     ("prefilter-score-unknown", lambda k: k.search("--prefilter", "4", "--prefilter-score", "flops"), "argument --prefilter-score: invalid choice: 'flops'"),
+    ("accuracy-estimator-unknown", lambda k: k.search("--accuracy-estimator", "synflow"), "argument --accuracy-estimator: invalid choice: 'synflow'"),
+    ("accuracy-estimator-with-prefilter", lambda k: k.search("--accuracy-estimator", "ridge", "--prefilter", "4", "--objectives", "accuracy,flops"), "with --accuracy-estimator ridge nothing is trained"),
     ("timeout-0", lambda k: k.search("--timeout", "0"), "--timeout must be a positive number"),
     ("input-size-huge", lambda k: k.search("--input-size", "100000"), "input_size must be an integer in [8, 1024]"),
     ("bad-study-name", lambda k: k.search("--study", "../../etc"), "study name must be"),
