@@ -133,6 +133,22 @@ def model_set(*, models: int, pool: int, seed: int, input_size: int) -> list[tup
     return [baselines[i] for i in spread_order(len(baselines))] + [named[i] for i in spread_order(len(named))]
 
 
+def models_from_file(path: Path, *, input_size: int) -> list[tuple[str, GhostNetConfig]]:
+    """The (name, config) of each ``{"name", "config"}`` line of ``path``, built for CIFAR-10 at
+    ``input_size``; ValueError naming the first bad line."""
+    models = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            config = GhostNetConfig.from_dict(row["config"]).replace(num_classes=10, input_size=input_size)
+            models.append((str(row["name"]), config))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"line {number}: not a {{name, config}} object ({exc})") from None
+    return models
+
+
 # -- the results file ----------------------------------------------------------------------------
 
 
@@ -291,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="add to an existing results file, training only the runs it lacks")
     parser.add_argument("--report", action="store_true", help="print the table from --results and train nothing")
     parser.add_argument("--models", type=int, default=15, help="sampled models, besides the 5 baselines")
+    parser.add_argument("--models-file", type=Path, default=None, metavar="JSONL",
+                        help='train these models instead of the fixed set: one {"name", "config"} object per line '
+                        "(bench/search_quality.py --accuracy-estimator ridge writes the searched claimants so)")
     parser.add_argument("--pool", type=int, default=150, help="uniform samples the stratified draw picks from")
     parser.add_argument("--sample-seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds, each a full pass over the models")
@@ -314,7 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     if rows and not args.resume:
         parser.error(f"{args.results} already holds runs: pass --resume to add the missing ones, or another --results")
 
-    models = model_set(models=args.models, pool=args.pool, seed=args.sample_seed, input_size=args.input_size)
+    if args.models_file:
+        try:
+            models = models_from_file(args.models_file, input_size=args.input_size)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--models-file {args.models_file}: {exc}")
+    else:
+        models = model_set(models=args.models, pool=args.pool, seed=args.sample_seed, input_size=args.input_size)
     if args.cheapest_first:
         models.sort(key=lambda m: count_cost(m[1]).flops)
     base = TrainSettings(epochs=args.epochs, input_size=args.input_size, threads=args.threads, device=args.device, progress=False)

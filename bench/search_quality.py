@@ -59,7 +59,7 @@ def run_one(args: argparse.Namespace, sampler: str, seed: int) -> dict:
     settings = SearchSettings(
         study=name, out=args.work / name, dataset=args.dataset, subset=args.subset, val_fraction=args.val_fraction, epochs=args.epochs,
         trials=args.trials, sampler=sampler, seed=seed, progress=False, input_size=args.input_size,
-        early_stopping=args.early_stopping,
+        early_stopping=args.early_stopping, train_input_size=args.train_input_size, accuracy_estimator=args.accuracy_estimator,
     )
     if args.share_baselines and baseline_source(args, seed) != name:
         copy_baselines(args, settings, baseline_source(args, seed))
@@ -210,6 +210,27 @@ def dominance(frame: pd.DataFrame, *, min_runs: int = 1) -> list[dict]:
     return rows
 
 
+def claimants(frames: list[pd.DataFrame], rows: list[dict]) -> list[dict]:
+    """For each baseline, the searched model that dominates it by the largest accuracy margin over
+    all studies (one line per config, naming every baseline it is chosen for): the models whose
+    claim the ground-truth recipe checks (``bench/ground_truth.py --models-file``)."""
+    by_study = {(f["sampler"].iat[0], int(f["seed"].iat[0])): f.set_index("number") for f in frames}
+    best: dict[str, dict] = {}
+    for row in rows:
+        if row["dominated_by"] and row["d_accuracy"] > best.get(row["baseline"], {}).get("d_accuracy", -1):
+            best[row["baseline"]] = row
+    out: dict[str, dict] = {}
+    for baseline, row in best.items():
+        trial = by_study[(row["sampler"], row["seed"])].loc[row["best_trial"]]
+        entry = out.setdefault(trial["config_id"], {
+            "name": f"{study_name(row['sampler'], row['seed'])}-t{row['best_trial']}", "config": trial["config"],
+            "accuracy_predicted": round(float(trial["accuracy"]), 4), "latency_ms": round(float(trial["latency_ms"]), 3),
+            "flops": int(trial["flops"]), "claims": [],
+        })  # fmt: skip
+        entry["claims"].append(baseline)
+    return list(out.values())
+
+
 def chart(frames: list[pd.DataFrame], out: Path) -> str:
     import plotly.graph_objects as go
 
@@ -291,6 +312,11 @@ def analyse(args: argparse.Namespace, runs: list[dict]) -> dict:
         })
         report["dominance"].extend(dominance(f, min_runs=args.confirm_runs or 1))
     report["chart"] = chart(frames, args.chart)
+    if args.accuracy_estimator == "ridge":
+        report["claimants"] = claimants(frames, report["dominance"])
+        path = args.json.with_name(args.json.stem + "_claimants.jsonl")
+        path.write_text("".join(json.dumps(c) + "\n" for c in report["claimants"]))
+        report["claimants_file"] = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     return report
 
 
@@ -312,6 +338,10 @@ def main() -> None:
     p.add_argument("--val-fraction", type=float, default=0.2, help="of the subset, held out for proxy validation (search's default 0.2)")
     p.add_argument("--epochs", type=int, default=None, help="proxy epochs (default: the trainer's)")
     p.add_argument("--input-size", type=int, default=None, help="input px (default: the cifar preset's 32)")
+    p.add_argument("--train-input-size", type=int, default=None, help="proxy training px (default: --input-size)")
+    p.add_argument("--accuracy-estimator", default="train", choices=["train", "ridge"],
+                   help="ridge: every accuracy is the fitted model's prediction (no training; studies sq-<sampler>-ridge-s<seed>; "
+                   "no confirm: train the claimants with bench/ground_truth.py --models-file)")
     p.add_argument("--dataset", default=DATASET)
     p.add_argument("--checkpoints", default="5,8,12,16,20,24,32")
     p.add_argument("--work", type=Path, default=Path("/tmp/ghostnas-bench/search_quality"))
@@ -328,7 +358,9 @@ def main() -> None:
                    help="evaluate the baselines in every study (default: once, in the first, copied to the others)")
     args = p.parse_args()
     global SUFFIX
-    SUFFIX = "" if args.early_stopping else "-noes"
+    SUFFIX = ("" if args.early_stopping else "-noes") + ("-ridge" if args.accuracy_estimator == "ridge" else "")
+    if args.confirm_runs and args.accuracy_estimator == "ridge":
+        p.error("--confirm-runs: a ridge study has no training runs to confirm")
     args.samplers = args.samplers.split(",")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.checkpoints = [int(c) for c in args.checkpoints.split(",")]

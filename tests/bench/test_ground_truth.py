@@ -96,6 +96,23 @@ def test_an_existing_results_file_needs_resume(tmp_path: Path, capsys) -> None:
         gt.read_results(bad)
 
 
+def test_a_models_file_gives_its_configs_for_cifar_at_the_recipe_size(tmp_path: Path, capsys) -> None:
+    a = reference("ghostnet-0.35x", preset="cifar", num_classes=100, input_size=32)
+    b = reference("ghostnet-0.5x", preset="cifar", num_classes=10, input_size=16)
+    path = tmp_path / "claimants.jsonl"
+    path.write_text("".join(json.dumps({"name": n, "config": c.to_dict(), "claims": ["x"]}) + "\n" for n, c in (("a", a), ("b", b))))
+    models = gt.models_from_file(path, input_size=16)
+    assert [n for n, _ in models] == ["a", "b"]
+    assert models[0][1] == a.replace(num_classes=10, input_size=16) and models[1][1] == b
+    path.write_text(path.read_text() + '{"name": "c"}\n')
+    with pytest.raises(ValueError, match="line 3: not a {name, config} object"):
+        gt.models_from_file(path, input_size=16)
+    results = tmp_path / "gt.jsonl"
+    with pytest.raises(SystemExit) as exit_info:  # refused before any data is read or anything written
+        gt.main(["--models-file", str(path), "--results", str(results), "--data", str(tmp_path / "absent.tar.gz")])
+    assert exit_info.value.code == 2 and "--models-file" in capsys.readouterr().err and not results.exists()
+
+
 def test_a_run_is_claimed_once_by_a_live_process_and_taken_over_from_an_ended_one(tmp_path: Path) -> None:
     path = tmp_path / "gt.jsonl"
     claims = tmp_path / "gt.jsonl.claims"
