@@ -149,13 +149,16 @@ def bootstrap(x: np.ndarray, y: np.ndarray, *, resamples: int = 2000, seed: int 
     return out
 
 
-def loo_ridge(features: np.ndarray, target: np.ndarray, *, alpha: float = 1.0) -> np.ndarray:
-    """Leave-one-out predictions of a ridge regression (features z-scored on the training fold)."""
+def loo_ridge(features: np.ndarray, target: np.ndarray, *, alpha: float = 1.0, predict_from: np.ndarray | None = None) -> np.ndarray:
+    """Leave-one-out predictions of a ridge regression (features z-scored on the training fold);
+    with ``predict_from``, each left-out model is predicted from its row there instead (the same
+    features measured on other batches) while the fits stay on ``features``."""
+    predict_from = features if predict_from is None else predict_from
     predictions = np.empty(len(target))
     for i in range(len(target)):
         keep = np.arange(len(target)) != i
         mean, scale, coef = fit_ridge(features[keep], target[keep], alpha=alpha)
-        predictions[i] = np.r_[1.0, (features[i] - mean) / scale] @ coef
+        predictions[i] = np.r_[1.0, (predict_from[i] - mean) / scale] @ coef
     return predictions
 
 
@@ -164,16 +167,22 @@ def trained(row: dict[str, Any], budget: str) -> dict[str, Any] | None:
     return next((r for r in row["proxy"]["runs"] if r.get("budget") == budget and r.get("accuracy") is not None), None)
 
 
-def cheap_features(row: dict[str, Any]) -> dict[str, float]:
-    """The accuracy model's features of one model (evaluators/accuracy_model.py)."""
-    zc = next(r for r in row["proxy"]["runs"] if r["kind"] == "zero_cost")
+def zero_cost_run(runs: list[dict[str, Any]], seed: int = 0) -> dict[str, Any] | None:
+    """The zero-cost measurement on the batches of ``seed`` among a model's proxy runs, if any."""
+    return next((r for r in runs if r["kind"] == "zero_cost" and r.get("seed", 0) == seed), None)
+
+
+def cheap_features(row: dict[str, Any], seed: int = 0) -> dict[str, float]:
+    """The accuracy model's features of one model (evaluators/accuracy_model.py), its zero-cost
+    scores from the batches of ``seed``."""
+    zc = zero_cost_run(row["proxy"]["runs"], seed)
     return features_of(flops=row["flops"], params=row["params"], scores=zc["scores"])
 
 
 def estimators(rows: list[dict[str, Any]], budgets: list[str]) -> dict[str, tuple[np.ndarray, float]]:
     """Name -> (score per model, median seconds per model) for every estimator all rows have."""
     def zc(row: dict[str, Any]) -> dict[str, Any]:
-        return next(r for r in row["proxy"]["runs"] if r["kind"] == "zero_cost")
+        return zero_cost_run(row["proxy"]["runs"])
 
     out: dict[str, tuple[np.ndarray, float]] = {}
     for budget in budgets:
@@ -206,7 +215,7 @@ def report(args: argparse.Namespace, truth: dict[str, dict[str, Any]]) -> None:
     rows = []
     for key, row in truth.items():
         accuracy = gt.mean_accuracy(row)
-        if accuracy is not None and key in proxies and any(r["kind"] == "zero_cost" for r in proxies[key]["runs"]):
+        if accuracy is not None and key in proxies and zero_cost_run(proxies[key]["runs"]):
             proxy = proxies[key]
             if row.get("fidelity_proxy"):  # the fidelity bench's own 2-epoch proxy, as a budget
                 extra = {"kind": "train", "budget": "2400x2@16", **row["fidelity_proxy"]}
@@ -215,10 +224,10 @@ def report(args: argparse.Namespace, truth: dict[str, dict[str, Any]]) -> None:
     seeds = sorted({r["seed"] for row in rows for r in row["runs"] if r.get("accuracy") is not None})
     print(f"# proxy ranking: {len(rows)} model(s) with a ground truth (mean of seeds {seeds}) and proxy measurements; "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_model()}, torch {torch.__version__}\n")
-    measured = [r for r in proxies.values() if any(x["kind"] == "zero_cost" for x in r["runs"])]
+    measured = [r for r in proxies.values() if zero_cost_run(r["runs"])]
     if len(measured) >= 3:  # how much of each score is model size, over every model measured
         flops = [r["flops"] for r in measured]
-        taus = ", ".join(f"{name} {stats.kendalltau([next(x for x in r['runs'] if x['kind'] == 'zero_cost')['scores'][name] for r in measured], flops).statistic:.2f}"
+        taus = ", ".join(f"{name} {stats.kendalltau([zero_cost_run(r['runs'])['scores'][name] for r in measured], flops).statistic:.2f}"
                          for name in ZERO_COST_SCORES)
         print(f"Kendall tau of each zero-cost score with FLOPs over all {len(measured)} measured models: {taus}.\n")
     if len(rows) < 3:
@@ -249,17 +258,41 @@ def report(args: argparse.Namespace, truth: dict[str, dict[str, Any]]) -> None:
         if 4 <= len(subset) < len(rows):
             found = estimators(subset, [budget])
             table(subset, {f"proxy {budget}": found[f"proxy {budget}"], "FLOPs only": found["FLOPs only"]})
+    batch_seeds(rows)
     print(f"\nBased on {len(rows)} models only: the intervals are wide, and a difference between two rows that "
           "lies inside both intervals is not evidence that one estimator is better.")
     if getattr(args, "fit", None):
         write_fit(args, rows)
 
 
+def batch_seeds(rows: list[dict[str, Any]]) -> None:
+    """How much the ridge's ranking depends on the two batches its zero-cost scores are taken on
+    (a search draws them from its own split): for each other batch seed every model has, the
+    leave-one-out prediction from a fit on the seed-0 features (as the shipped model is fitted),
+    each model predicted from its features on that seed's batches."""
+    seeds = sorted(set.intersection(*({r.get("seed", 0) for r in row["proxy"]["runs"] if r["kind"] == "zero_cost"} for row in rows)))
+    if seeds[1:] == []:
+        return
+    target = np.array([r["target"] for r in rows])
+    by_seed = {seed: np.array([list(cheap_features(r, seed).values()) for r in rows]) for seed in seeds}
+    finite = np.logical_and.reduce([np.isfinite(x).all(axis=0) for x in by_seed.values()])
+    base = loo_ridge(by_seed[0][:, finite], target)
+    print("\nThe ridge on other zero-cost batches (leave-one-out fits on the seed-0 features; each model predicted "
+          "from its features on the batches of the seed):\n")
+    print("| batch seed | Kendall tau with the ground truth [90 % interval] | Kendall tau with the seed-0 predictions | largest change (points) |")
+    print("|---|---|---|---|")
+    for seed in seeds:
+        predicted = loo_ridge(by_seed[0][:, finite], target, predict_from=by_seed[seed][:, finite])
+        lo_hi = bootstrap(predicted, target)["kendall"]
+        print(f"| {seed} | {lo_hi[0]:.2f} [{lo_hi[1]:.2f}, {lo_hi[2]:.2f}] | {stats.kendalltau(predicted, base).statistic:.2f} | "
+              f"{100 * np.abs(predicted - base).max():.1f} |")
+
+
 def write_fit(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     """``--fit PATH``: the ridge on every model (the report's leave-one-out row is its honest figure)."""
     loo = loo_ridge(np.array([list(cheap_features(r).values()) for r in rows]), np.array([r["target"] for r in rows]))
     tau = stats.kendalltau(loo, [r["target"] for r in rows]).statistic
-    zc = [next(x for x in r["proxy"]["runs"] if x["kind"] == "zero_cost") for r in rows]
+    zc = [zero_cost_run(r["proxy"]["runs"]) for r in rows]
     fitted_on = {
         "data": "CIFAR-10 training split, bench/ground_truth.py recipe (40,000 images x 5 epochs, 16 px)",
         "models": len(rows), "ground_truth_runs": sum(len(r["runs"]) for r in rows),
@@ -281,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true", help="print the table and measure nothing")
     parser.add_argument("--fit", type=Path, default=None, metavar="JSON",
                         help=f"also write the ridge on FLOPs, params and zero-cost scores fitted on every model (the search's is {accuracy_model.SHIPPED.relative_to(gt.ROOT)})")
-    parser.add_argument("--budgets", type=parse_budget, nargs="+", default=[parse_budget(b) for b in ("2400x2", "10000x3", "30000x1")])
+    parser.add_argument("--budgets", type=parse_budget, nargs="*", default=[parse_budget(b) for b in ("2400x2", "10000x3", "30000x1")])
     parser.add_argument("--proxy-val", type=int, default=5000, help="pool images validating every proxy budget")
     parser.add_argument("--batches", type=int, default=2, help="zero-cost batches")
     parser.add_argument("--batch-size", type=int, default=64)

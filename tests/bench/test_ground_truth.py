@@ -152,6 +152,11 @@ def test_bootstrap_and_leave_one_out_ridge_give_known_answers() -> None:
     shifted = target.copy()
     shifted[3] += 100.0
     assert pr.loo_ridge(features, shifted, alpha=1e-9)[3] == pytest.approx(target[3], abs=1e-4)
+    # predicted from other features (other batches), a left-out model gets the fit's value there
+    other = features.copy()
+    other[3] = features[5]
+    moved = pr.loo_ridge(features, target, alpha=1e-9, predict_from=other)
+    assert moved[3] == pytest.approx(target[5], abs=1e-4) and np.allclose(np.delete(moved, 3), np.delete(target, 3), atol=1e-5)
 
 
 def test_budgets_parse_and_bad_ones_are_refused() -> None:
