@@ -36,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # ground_truth, for --check-claims
 
 import pandas as pd  # noqa: E402
 
@@ -231,6 +232,34 @@ def claimants(frames: list[pd.DataFrame], rows: list[dict]) -> list[dict]:
     return list(out.values())
 
 
+def check_claims(claimants_path: Path, claimant_truth: Path, truth: Path) -> list[dict]:
+    """Each claim "searched model X dominates baseline B" against the ground-truth recipe: X's
+    accuracy there (``claimant_truth``, bench/ground_truth.py --models-file) beside B's (``truth``,
+    the ground-truth table), both means over the training seeds each has; FLOPs and latency are
+    the study's, so the accuracy decides whether the claim holds."""
+    import ground_truth as gt
+
+    from spaces import GhostNetConfig
+
+    by_id = {**gt.read_results(truth), **gt.read_results(claimant_truth)}
+    baselines = {row["name"]: row for row in by_id.values()}
+    out = []
+    for line in claimants_path.read_text().splitlines():
+        claimant = json.loads(line)
+        config = GhostNetConfig.from_dict(claimant["config"]).replace(num_classes=10, input_size=16)
+        row = by_id.get(config.id)
+        for baseline in claimant["claims"]:
+            mine = gt.mean_accuracy(row) if row else None
+            theirs = gt.mean_accuracy(baselines[baseline]) if baseline in baselines else None
+            out.append({
+                "claimant": claimant["name"], "baseline": baseline, "predicted": claimant["accuracy_predicted"],
+                "truth": mine, "truth_runs": len(row["runs"]) if row else 0, "baseline_truth": theirs,
+                "difference": None if mine is None or theirs is None else round(mine - theirs, 4),
+                "holds": None if mine is None or theirs is None else mine >= theirs,
+            })  # fmt: skip
+    return out
+
+
 def chart(frames: list[pd.DataFrame], out: Path) -> str:
     import plotly.graph_objects as go
 
@@ -356,7 +385,14 @@ def main() -> None:
     p.add_argument("--train-threads", type=int, default=1, help="torch intra-op threads of the search process (0: torch's default)")
     p.add_argument("--no-share-baselines", dest="share_baselines", action="store_false",
                    help="evaluate the baselines in every study (default: once, in the first, copied to the others)")
+    p.add_argument("--check-claims", type=Path, nargs=2, default=None, metavar=("CLAIMANTS", "CLAIMANT_TRUTH"),
+                   help="print each claim of a claimants file against the ground-truth recipe (CLAIMANT_TRUTH: "
+                   "bench/ground_truth.py --models-file CLAIMANTS --results CLAIMANT_TRUTH), then stop")
     args = p.parse_args()
+    if args.check_claims:
+        rows = check_claims(*args.check_claims, ROOT / "docs/bench/ground_truth.jsonl")
+        print(pd.DataFrame(rows).to_string(index=False))
+        return
     global SUFFIX
     SUFFIX = ("" if args.early_stopping else "-noes") + ("-ridge" if args.accuracy_estimator == "ridge" else "")
     if args.confirm_runs and args.accuracy_estimator == "ridge":
