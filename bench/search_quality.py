@@ -88,6 +88,7 @@ def copy_baselines(args: argparse.Namespace, settings, first: str) -> None:
     """
     import optuna
 
+    from search._latency import CALIBRATION_ATTR
     from search._optuna import generation_key
     from search._search import create_or_load_study
     from spaces import load_space
@@ -99,6 +100,10 @@ def copy_baselines(args: argparse.Namespace, settings, first: str) -> None:
     study = create_or_load_study(settings, load_space(settings.space), proxy=source.user_attrs.get("proxy"))
     if study.get_trials(deepcopy=False):
         return
+    # The copied latencies are ratios to the source's reference timing: the study shares that
+    # calibration too (a study holding timed trials without one is refused as pre-calibration).
+    if CALIBRATION_ATTR in source.user_attrs:
+        study.set_user_attr(CALIBRATION_ATTR, source.user_attrs[CALIBRATION_ATTR])
     baselines = [t for t in source.get_trials(deepcopy=False) if t.user_attrs.get("baseline") and t.state.is_finished()]
     # A genetic sampler files every trial it samples under a generation and builds its populations
     # from those; copied trials are never sampled, so they get the generation they would have had
