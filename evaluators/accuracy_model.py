@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from evaluators.data import ImageSet
-from evaluators.flops import count_cost
+from evaluators.flops import Cost, count_cost
 from evaluators.zero_cost import ZERO_COST_SCORES, zero_cost_scores
 from spaces import GhostNetConfig
 
@@ -76,11 +76,13 @@ class AccuracyModel:
             return -math.inf
         return float(np.r_[1.0, (x - np.array(self.mean)) / np.array(self.scale)] @ np.array(self.coef))
 
-    def predict_config(self, config: GhostNetConfig, data: ImageSet, *, seed: int = 0) -> tuple[float, float]:
-        """(predicted accuracy, seconds) of ``config`` on ``data``'s images."""
+    def predict_config(self, config: GhostNetConfig, data: ImageSet, *, seed: int = 0, cost: Cost | None = None) -> tuple[float, float]:
+        """(predicted accuracy, seconds) of ``config`` on ``data``'s images; ``cost``, the config's
+        count when the caller has it, is reused if the config is already at the fit's size and classes."""
         t = time.perf_counter()
-        config = config.replace(num_classes=data.num_classes, input_size=self.input_size)
-        cost = count_cost(config)
+        at = config.replace(num_classes=data.num_classes, input_size=self.input_size)
+        cost = cost if cost is not None and at == config else count_cost(at)
+        config = at
         batch_size = min(self.batch_size, len(data) // self.batches)
         scores, _ = zero_cost_scores(config, data, batches=self.batches, batch_size=batch_size, seed=seed)
         value = self.predict(features_of(flops=cost.flops, params=cost.params, scores=scores))

@@ -133,7 +133,7 @@ class Evaluator:
         training = None
         if self.data is not None and until == "train" and self.accuracy_model is not None:
             stop_if_asked()
-            scores["accuracy"], seconds["predict"] = self.accuracy_model.predict_config(config, self.data[0], seed=self.train_settings.seed)
+            scores["accuracy"], seconds["predict"] = self.accuracy_model.predict_config(config, self.data[0], seed=self.train_settings.seed, cost=cost)
         elif self.data is not None and until == "train":
             t = time.perf_counter()
             training = train_proxy(config, *self.data, self.train_settings, on_epoch=on_epoch, check_stop=check_stop)

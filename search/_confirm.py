@@ -142,7 +142,7 @@ def _open(settings: ConfirmSettings) -> tuple[optuna.Study, Path, ProxyContext]:
     study = open_study(storage=open_storage(settings.storage_url, must_exist=True), study_name=settings.study)
     if "accuracy" not in (study.user_attrs.get(StudyAttr.OBJECTIVES) or []):
         raise SearchError(f"study {settings.study!r} does not optimise accuracy: there is nothing to confirm")
-    if ((study.user_attrs.get(StudyAttr.PROXY) or {}).get("accuracy_estimator") or {}).get("name"):
+    if (study.user_attrs.get(StudyAttr.PROXY) or {}).get("accuracy_estimator"):
         # A prediction has no training-seed noise to average away, and a mean of it with trained
         # runs would mix two scales (the ridge predicts the ground truth's, not the proxy's).
         raise SearchError(

@@ -127,8 +127,7 @@ def check_record(study: str, recorded: Mapping[str, Any] | None, record: Mapping
     seed aside: the study's is used). Studies written before the record existed are not checked."""
     if recorded is None:
         return
-    keys = [*record, *(["accuracy_estimator"] if "accuracy_estimator" in recorded and "accuracy_estimator" not in record else [])]
-    differ = [key for key in keys if key != "seed" and recorded.get(key) != record.get(key)]
+    differ = [key for key in dict.fromkeys([*record, *recorded]) if key != "seed" and recorded.get(key) != record.get(key)]
     if "accuracy_estimator" in differ:
         was, now = (_estimator(r.get("accuracy_estimator")) for r in (recorded, record))
         raise SearchError(f"study {study!r} scored accuracy by {was}, not by {now}; resume it with the same --accuracy-estimator (and GhostNAS version)")
