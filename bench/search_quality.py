@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -217,13 +218,15 @@ def dominance(frame: pd.DataFrame, *, min_runs: int = 1) -> list[dict]:
 
 
 def claimants(frames: list[pd.DataFrame], rows: list[dict]) -> list[dict]:
-    """For each baseline, the searched model that dominates it by the largest accuracy margin over
-    all studies (one line per config, naming every baseline it is chosen for): the models whose
-    claim the ground-truth recipe checks (``bench/ground_truth.py --models-file``)."""
+    """For each baseline, over all studies, the searched model no slower and no bigger with the
+    largest predicted accuracy margin over it: a claim ("claims") where the margin is >= 0, the
+    closest miss ("misses") where no searched model is predicted to dominate it. One line per
+    config, naming every baseline it is chosen for: the models the ground-truth recipe trains
+    (``bench/ground_truth.py --models-file``), to check the prediction either way."""
     by_study = {(f["sampler"].iat[0], int(f["seed"].iat[0])): f.set_index("number") for f in frames}
     best: dict[str, dict] = {}
     for row in rows:
-        if row["dominated_by"] and row["d_accuracy"] > best.get(row["baseline"], {}).get("d_accuracy", -1):
+        if row.get("d_accuracy") is not None and not pd.isna(row["d_accuracy"]) and row["d_accuracy"] > best.get(row["baseline"], {}).get("d_accuracy", -math.inf):
             best[row["baseline"]] = row
     out: dict[str, dict] = {}
     for baseline, row in best.items():
@@ -231,17 +234,19 @@ def claimants(frames: list[pd.DataFrame], rows: list[dict]) -> list[dict]:
         entry = out.setdefault(trial["config_id"], {
             "name": f"{study_name(row['sampler'], row['seed'])}-t{row['best_trial']}", "config": trial["config"],
             "accuracy_predicted": round(float(trial["accuracy"]), 4), "latency_ms": round(float(trial["latency_ms"]), 3),
-            "flops": int(trial["flops"]), "claims": [],
+            "flops": int(trial["flops"]), "claims": [], "misses": [], "margins": {},
         })  # fmt: skip
-        entry["claims"].append(baseline)
+        entry["claims" if row["dominated_by"] else "misses"].append(baseline)
+        entry["margins"][baseline] = row["d_accuracy"]
     return list(out.values())
 
 
 def check_claims(claimants_path: Path, claimant_truth: Path, truth: Path) -> list[dict]:
-    """Each claim "searched model X dominates baseline B" against the ground-truth recipe: X's
-    accuracy there (``claimant_truth``, bench/ground_truth.py --models-file) beside B's (``truth``,
-    the ground-truth table), both means over the training seeds each has; FLOPs and latency are
-    the study's, so the accuracy decides whether the claim holds."""
+    """Each prediction "searched model X dominates baseline B" (a claim) or "loses to it" (a
+    miss) against the ground-truth recipe: X's accuracy there (``claimant_truth``,
+    bench/ground_truth.py --models-file) beside B's (``truth``, the ground-truth table), both
+    means over the training seeds each has; FLOPs and latency are the study's, so the accuracy
+    decides whether the prediction ``holds``."""
     import ground_truth as gt
 
     from spaces import GhostNetConfig
@@ -253,14 +258,14 @@ def check_claims(claimants_path: Path, claimant_truth: Path, truth: Path) -> lis
         claimant = json.loads(line)
         config = GhostNetConfig.from_dict(claimant["config"]).replace(num_classes=10, input_size=16)
         row = by_id.get(config.id)
-        for baseline in claimant["claims"]:
+        for baseline, dominates in [(b, True) for b in claimant["claims"]] + [(b, False) for b in claimant.get("misses", [])]:
             mine = gt.mean_accuracy(row) if row else None
             theirs = gt.mean_accuracy(baselines[baseline]) if baseline in baselines else None
             out.append({
-                "claimant": claimant["name"], "baseline": baseline, "predicted": claimant["accuracy_predicted"],
-                "truth": mine, "truth_runs": len(row["runs"]) if row else 0, "baseline_truth": theirs,
-                "difference": None if mine is None or theirs is None else round(mine - theirs, 4),
-                "holds": None if mine is None or theirs is None else mine >= theirs,
+                "claimant": claimant["name"], "baseline": baseline, "predicted": "dominates" if dominates else "loses",
+                "predicted_margin": claimant.get("margins", {}).get(baseline), "truth": mine, "truth_runs": len(row["runs"]) if row else 0,
+                "baseline_truth": theirs, "difference": None if mine is None or theirs is None else round(mine - theirs, 4),
+                "holds": None if mine is None or theirs is None else (mine >= theirs) == dominates,
             })  # fmt: skip
     return out
 

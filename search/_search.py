@@ -124,6 +124,27 @@ def create_or_load_study(
     return study
 
 
+def resolve_accuracy_estimator(settings: SearchSettings) -> SearchSettings:
+    """``settings`` with --accuracy-estimator set: as given; if not, as the study recorded when it
+    exists (a study scored one way is resumed that way: its front would mix two scales), else
+    the settings' default for a new study (the ridge on CIFAR-10)."""
+    if settings.accuracy_estimator is not None:
+        return settings
+    attrs: dict[str, Any] = {}
+    try:  # only a storage that exists already can hold the study (a bad URL is reported when it is created)
+        storage = open_storage(settings.storage_url, must_exist=True)
+        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(settings.study))
+    except (SearchError, KeyError):
+        pass
+    if StudyAttr.OBJECTIVES in attrs:  # the study's record is whole
+        estimator = "ridge" if (attrs.get(StudyAttr.PROXY) or {}).get("accuracy_estimator") else "train"
+    else:
+        estimator = settings.default_accuracy_estimator
+        if estimator == "ridge":
+            log.info("accuracy: predicted by the CIFAR-10 ridge, nothing trained (the default on cifar10; --accuracy-estimator train trains every trial)")
+    return dataclasses.replace(settings, accuracy_estimator=estimator)
+
+
 def resumed_seed(seed: int, trials: int) -> int:
     """The sampler seed of a command resuming a study that holds ``trials`` trials: fixed by the
     seed and the study's state, and different from the seed of every earlier command on it."""
@@ -439,6 +460,7 @@ def _configure_worker_logging() -> None:
 def run_search(settings: SearchSettings) -> SearchSummary:
     """Run (or resume) the study in ``settings`` until it has ``settings.trials`` trained models."""
     start = time.monotonic()
+    settings = resolve_accuracy_estimator(settings)
     # The folders this call creates, innermost first: removed again if the search cannot start, so
     # bad input (data, device, limits) leaves no empty output directory behind.
     created = [d for d in (settings.out_dir, *settings.out_dir.parents) if not d.exists()]

@@ -3,14 +3,17 @@ model, each trial's accuracy recomputed; no training runs."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
+import yaml
 import pytest
 from optuna.trial import TrialState
 
 import evaluators.evaluate
 from evaluators.accuracy_model import AccuracyModel
 from search import ConfirmSettings, SearchError, confirm_study, run_search
-from search._search import _Worker
+from search._search import _Worker, resolve_accuracy_estimator
 from spaces import GhostNetConfig
 
 from tests.search.test_prefilter import _recomputed
@@ -46,10 +49,11 @@ def test_a_study_is_resumed_only_with_the_estimator_it_was_scored_by(tiny_space,
     predicted = settings(tiny_space, tmp_path / "b", trials=1, sampler="random", objectives=("accuracy", "flops"), accuracy_estimator="ridge")
     run_search(predicted)
     with pytest.raises(SearchError, match=r"scored accuracy by the ridge accuracy model \(sha256 [0-9a-f]{12}\), not by training"):
-        run_search(settings(tiny_space, tmp_path / "b", trials=2, sampler="random", objectives=("accuracy", "flops")))
-    # The same estimator resumes (one more trial), and the study still holds only predictions.
+        run_search(settings(tiny_space, tmp_path / "b", trials=2, sampler="random", objectives=("accuracy", "flops"), accuracy_estimator="train"))
+    # The same estimator resumes (one more trial each), given or not, and the study still holds only predictions.
     monkeypatch.setattr(evaluators.evaluate, "train_proxy", _no_training)
     assert run_search(settings(tiny_space, tmp_path / "b", trials=2, sampler="random", objectives=("accuracy", "flops"), accuracy_estimator="ridge")).finished == 2
+    assert run_search(settings(tiny_space, tmp_path / "b", trials=3, sampler="random", objectives=("accuracy", "flops"))).finished == 3
     # No training runs to confirm: refused in one line, nothing written.
     study = optuna.load_study(study_name=predicted.study, storage=predicted.storage_url)
     attrs = dict(study.user_attrs)
@@ -63,3 +67,28 @@ def test_ridge_and_prefilter_are_refused_together(tiny_space, tmp_path):
         settings(tiny_space, tmp_path, accuracy_estimator="ridge", prefilter=4)
     with pytest.raises(SearchError, match="--accuracy-estimator must be one of train, ridge, got 'synflow'"):
         settings(tiny_space, tmp_path, accuracy_estimator="synflow")
+
+
+def test_the_ridge_is_the_default_for_new_cifar10_studies_only(tiny_space, tmp_path):
+    def resolved(**kwargs):
+        return resolve_accuracy_estimator(settings(tiny_space, tmp_path / "new", **kwargs)).accuracy_estimator
+
+    # A new study (no storage yet, and none is created by asking).
+    assert resolved(dataset="cifar10") == "ridge"
+    assert not (tmp_path / "new").exists()
+    assert resolved(dataset="cifar10", accuracy_estimator="train") == "train"
+    assert resolved(dataset="cifar10", prefilter=4) == "train"  # a prefilter picks what to train
+    assert resolved(dataset="cifar10", objectives=("latency_ms", "flops")) == "train"  # (nothing to score)
+    assert resolved() == resolved(dataset="cifar100") == "train"  # the fit was measured on CIFAR-10 only
+
+
+def test_an_unset_estimator_resumes_a_study_the_way_it_was_scored(tiny_space, tmp_path):
+    """A cifar10 study trained before the ridge became the default keeps training when resumed
+    without the flag (the study's record is read from real storage; digits stands in for the data)."""
+    trained = settings(tiny_space, tmp_path, trials=1, sampler="random", objectives=("accuracy", "flops"), early_stopping=False, accuracy_estimator="train")
+    run_search(trained)
+    unset = dataclasses.replace(trained, dataset="cifar10", accuracy_estimator=None)
+    assert resolve_accuracy_estimator(unset).accuracy_estimator == "train"
+    other = dataclasses.replace(unset, study="another")  # another study in the same storage is new
+    assert resolve_accuracy_estimator(other).accuracy_estimator == "ridge"
+    assert yaml.safe_load((tmp_path / "run" / "search.yaml").read_text())["accuracy_estimator"] == "train"
