@@ -106,7 +106,7 @@ class SearchSettings:
         _int("prefilter", self.prefilter, low=1, high=MAX_PREFILTER)
         if self.prefilter > 1 and "accuracy" not in self.objectives:
             raise SearchError("--prefilter ranks candidates by predicted accuracy: it needs accuracy among the --objectives")
-        if self.prefilter > 1 and self.accuracy_estimator == "ridge":  # (unset, a prefilter implies train)
+        if self.prefilter > 1 and self.accuracy_estimator == "ridge":  # (left unset, it resolves to train here)
             raise SearchError("--prefilter picks which candidate to train; with --accuracy-estimator ridge nothing is trained: drop one of them")
         if self.epochs is not None:
             _int("epochs", self.epochs, low=1, high=MAX_PROXY_EPOCHS)
