@@ -146,8 +146,8 @@ class SearchSettings:
     @property
     def default_accuracy_estimator(self) -> str:
         """What scores accuracy in a new study when --accuracy-estimator is not given: the ridge on
-        CIFAR-10, whose 20 ground-truth models it ranked best (Kendall 0.74 out of sample, against
-        0.67 for the best proxy training budget; docs/BENCHMARKS.md, "Ground truth and proxy
+        CIFAR-10, whose 20 ground-truth models it ranked best (Kendall 0.76 out of sample, against
+        0.71 for the best proxy training budget, at 14x the cost; docs/BENCHMARKS.md, "Ground truth and proxy
         ranking"); training elsewhere, where the fit has not been measured, and with --prefilter,
         which picks what to train."""
         return "ridge" if self.dataset == "cifar10" and self.prefilter == 1 and "accuracy" in self.objectives else "train"
