@@ -88,3 +88,12 @@ def test_a_healthy_study_logs_no_warning(study_with, tmp_path, caplog):
     assert not [r for r in caplog.records if "chance" in r.getMessage()]
     assert "Warning" not in (tmp_path / "out" / "pareto.md").read_text()
 
+
+
+def test_predicted_accuracies_are_reported_as_predictions(study_with):
+    """A study scored by the ridge (its proxy record names the fit) says its accuracies are
+    predictions, healthy as they look (60-70 %, far from chance)."""
+    proxy = {**PROXY, "accuracy_estimator": {"name": "ridge", "sha256": "0" * 64}}
+    note = load_trials(study_with([0.61, 0.64, 0.68], proxy=proxy)).attrs["signal"]
+    assert note.startswith("accuracy is predicted by the ridge accuracy model, not trained")
+    assert "ghostnas train --member N" in note
