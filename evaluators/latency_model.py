@@ -7,7 +7,8 @@ the head) is looked up by its exact shape (the block's class, so its type: v1/v2
 every conv's kernel, stride, groups, dilation and bias, so the DFC attention and a dilated cheap op
 too), or, for a shape the profile never timed, estimated
 by a non-negative linear fit on its layer counts and dense and grouped MACs per output resolution,
-its activation sizes and grouped channels (``FEATURES``); the units' sum is scaled, plus a cost
+its activation sizes and grouped channels, and its grouped convs costed from a grid of them timed
+on the device (``FEATURES``, ``KernelGrid``); the units' sum is scaled, plus a cost
 per unit, both fitted on whole models of the same run (a block inside a model does not cost what
 it costs alone: timed alone, each unit carries a call's overhead that a model's forward shares,
 so the cost per unit comes out negative). Or, where the profile found it
@@ -17,6 +18,7 @@ reference latency is the prediction in milliseconds on that device.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -24,18 +26,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from spaces import GhostNASError, GhostNetConfig, build_model
 
-__all__ = ["FEATURES", "FORMAT", "LatencyModel", "LatencyModelError", "Unit", "config_units"]
+__all__ = ["FEATURES", "FORMAT", "SHAPE_FEATURES", "ConvFamily", "KernelGrid", "LatencyModel", "LatencyModelError", "Unit", "config_units"]
 
 FORMAT = "ghostnas-latency-model"
 # 2: unit keys name the block's class and each conv's dilation and bias. 3: the features below
 # (per output resolution, grouped channels), the correction's cost per unit may be negative.
 # 4: a 1x1 grouped conv is counted by its groups (``grouped1x1_kgroups``), not its channels.
-VERSION = 4
+# 5: grouped convs costed from a grid timed on the device (``kernels``, the ``grouped_grid`` feature).
+VERSION = 5
 KINDS = ("stem", "block", "head")
 # A layer's output resolution, as the nearest power of 4 pixels: 1, 4, 16 (4x4) ... 16384 (128x128)
 # and above. At batch 1 a MAC costs more the fewer output pixels a GEMM has (cifar 4x4 blocks
@@ -50,7 +54,7 @@ RESOLUTIONS = tuple(4**b for b in range(8))
 # by its groups instead: eager PyTorch runs it group by group, about 2.4 us a group whatever the
 # resolution (544 groups at 4x4: 1.2 ms, 9x a dense 544-channel 1x1 conv; bench/grouped_conv.py),
 # where a 3x3 or 5x5 depthwise conv costs nearly the same for 30 or 1,000 channels.
-FEATURES = (
+SHAPE_FEATURES = (
     *(f"is_{k}" for k in KINDS),
     *(f"{what}_hw{hw}" for hw in RESOLUTIONS for what in ("dense_mmacs", "grouped_mmacs", "layers")),
     "activations_100k",
@@ -58,7 +62,17 @@ FEATURES = (
     "grouped_kchannels",
     "grouped1x1_kgroups",
 )
-_INDEX = {name: i for i, name in enumerate(FEATURES)}
+# And one feature from the device: the unit's grouped convs, each costed (as a ratio to the
+# reference model) by interpolating a grid of its kernel family timed at several group counts.
+# At ratio s > 2 the cheap op is a kxk grouped conv with s - 1 outputs a group, which eager
+# PyTorch runs at 4.5 to 8.6x the depthwise conv's cost, and not monotonically in s - 1 (3
+# outputs a group ran cheaper than 2 at 32x32): no linear sum of shape features follows it,
+# and format 4 underestimated every held-out model at ratio 3 (docs/BENCHMARKS.md, "Device
+# latency model", sixteenth and seventeenth sessions).
+FEATURES = (*SHAPE_FEATURES, "grouped_grid")
+_INDEX = {name: i for i, name in enumerate(SHAPE_FEATURES)}
+# The group counts a kernel family is timed at (``evaluators.profile``): 2, 4, ..., 2048.
+GRID_GROUPS = tuple(2**b for b in range(1, 12))
 
 
 class LatencyModelError(GhostNASError):
@@ -66,13 +80,98 @@ class LatencyModelError(GhostNASError):
 
 
 @dataclass(frozen=True)
+class ConvFamily:
+    """Grouped convs that differ only in their number of groups: channels a group in and out,
+    kernel, stride, padding, dilation, bias, input height and width."""
+
+    in_per_group: int
+    out_per_group: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    bias: bool
+    input_hw: tuple[int, int]
+
+    @classmethod
+    def of(cls, conv: nn.Conv2d, input_hw: tuple[int, int]) -> ConvFamily:
+        g = conv.groups
+        return cls(conv.in_channels // g, conv.out_channels // g, tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.padding),
+                   tuple(conv.dilation), conv.bias is not None, tuple(input_hw))  # fmt: skip
+
+    @property
+    def key(self) -> str:
+        """The family as 13 comma-separated integers (its name in a profile file)."""
+        return ",".join(str(int(v)) for v in self._ints())
+
+    @classmethod
+    def from_key(cls, key: str) -> ConvFamily:
+        v = [int(part) for part in key.split(",")]  # ValueError if not integers
+        if len(v) != 13 or min(v) < 0 or min(v[:4] + v[11:]) < 1 or v[10] > 1:
+            raise ValueError(f"not a conv family: {key!r}")
+        return cls(v[0], v[1], (v[2], v[3]), (v[4], v[5]), (v[6], v[7]), (v[8], v[9]), bool(v[10]), (v[11], v[12]))
+
+    def _ints(self) -> tuple[int, ...]:
+        return (self.in_per_group, self.out_per_group, *self.kernel, *self.stride, *self.padding, *self.dilation, int(self.bias), *self.input_hw)
+
+    def conv(self, groups: int) -> nn.Conv2d:
+        return nn.Conv2d(self.in_per_group * groups, self.out_per_group * groups, self.kernel, self.stride, self.padding, self.dilation,
+                         groups=groups, bias=self.bias)  # fmt: skip
+
+    def input_shape(self, groups: int, *, batch_size: int) -> tuple[int, ...]:
+        return (batch_size, self.in_per_group * groups, *self.input_hw)
+
+
+@dataclass(frozen=True)
 class Unit:
-    """One timed building block: what it is, its exact shape (the lookup key) and its features."""
+    """One timed building block: what it is, its exact shape (the lookup key), its shape
+    features (``SHAPE_FEATURES``) and its grouped convs (family, groups), costed by a grid."""
 
     kind: str
     key: str
     input_shape: tuple[int, ...]
     features: tuple[float, ...]
+    grouped: tuple[tuple[ConvFamily, int], ...] = ()
+
+
+class KernelGrid:
+    """A profile's ``kernels`` section: for each conv family, ratios to the reference model at
+    increasing group counts. A conv is costed by linear interpolation in its groups (linear
+    extrapolation from the nearest two points outside, never below 0); a family never timed by
+    the nearest one timed (same kernel, stride, padding, dilation, bias and channels a group in
+    first, then the closest outputs a group and input size), scaled by their MACs."""
+
+    def __init__(self, kernels: dict[str, dict[str, list[float]]]) -> None:
+        self._table = {ConvFamily.from_key(key): (np.array(row["groups"], float), np.array(row["ratios"], float)) for key, row in kernels.items()}
+
+    def cost(self, family: ConvFamily, groups: int) -> float:
+        """Predicted ratio to the reference of one conv of ``family`` with ``groups`` groups."""
+        scale = 1.0
+        if family not in self._table:
+            if not self._table:
+                return 0.0
+            nearest = min(self._table, key=lambda other: _family_distance(family, other))
+            scale = _family_macs(family) / _family_macs(nearest)
+            family = nearest
+        g, r = self._table[family]
+        i = int(np.clip(np.searchsorted(g, groups), 1, len(g) - 1))  # the segment [g[i-1], g[i]] (or the end one)
+        value = r[i - 1] + (r[i] - r[i - 1]) * (groups - g[i - 1]) / (g[i] - g[i - 1])
+        return scale * max(0.0, float(value))
+
+    def unit_cost(self, unit: Unit) -> float:
+        return sum(self.cost(family, groups) for family, groups in unit.grouped)
+
+
+def _family_distance(a: ConvFamily, b: ConvFamily) -> tuple[int, float]:
+    structure = (a.in_per_group, a.kernel, a.stride, a.padding, a.dilation, a.bias)
+    mismatches = sum(x != y for x, y in zip(structure, (b.in_per_group, b.kernel, b.stride, b.padding, b.dilation, b.bias)))
+    size = abs(math.log(a.out_per_group / b.out_per_group)) + abs(math.log(a.input_hw[0] * a.input_hw[1] / (b.input_hw[0] * b.input_hw[1])))
+    return mismatches, size
+
+
+def _family_macs(f: ConvFamily) -> float:
+    out_hw = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in zip(f.input_hw, f.padding, f.dilation, f.kernel, f.stride)]
+    return f.in_per_group * f.out_per_group * f.kernel[0] * f.kernel[1] * max(1, out_hw[0] * out_hw[1])
 
 
 def _unit_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -96,7 +195,7 @@ def config_units(config: GhostNetConfig, *, batch_size: int = 1) -> list[tuple[U
     with torch.inference_mode():
         for kind, module in _unit_modules(model):
             layers: list[tuple[nn.Module, torch.Tensor]] = []
-            hooks = [m.register_forward_hook(lambda m, i, o: layers.append((m, o))) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+            hooks = [m.register_forward_hook(lambda m, i, o: layers.append((m, i[0], o))) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
             shape = tuple(x.shape)
             x = module(x)
             for hook in hooks:
@@ -105,11 +204,11 @@ def config_units(config: GhostNetConfig, *, batch_size: int = 1) -> list[tuple[U
     return units
 
 
-def _unit(kind: str, shape: tuple[int, ...], layers: list[tuple[nn.Module, torch.Tensor]], batch: int, *, block: str) -> Unit:
-    features = [0.0] * len(FEATURES)
+def _unit(kind: str, shape: tuple[int, ...], layers: list[tuple[nn.Module, torch.Tensor, torch.Tensor]], batch: int, *, block: str) -> Unit:
+    features = [0.0] * len(SHAPE_FEATURES)
     features[_INDEX[f"is_{kind}"]] = 1.0
-    signature = []
-    for layer, out in layers:
+    signature, grouped_convs = [], []
+    for layer, inp, out in layers:
         if isinstance(layer, nn.Linear):
             pixels, macs, grouped = 1, layer.in_features * layer.out_features, False
             signature.append(("linear", layer.in_features, layer.out_features))
@@ -117,6 +216,8 @@ def _unit(kind: str, shape: tuple[int, ...], layers: list[tuple[nn.Module, torch
             pixels = out.shape[2] * out.shape[3]
             macs = out.numel() / batch * layer.in_channels / layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
             grouped = layer.groups > 1
+            if grouped:
+                grouped_convs.append((ConvFamily.of(layer, tuple(inp.shape[2:])), layer.groups))
             signature.append(
                 (layer.in_channels, layer.out_channels, *layer.kernel_size, layer.stride[0], layer.groups, layer.dilation[0], layer.bias is not None)
             )
@@ -129,7 +230,8 @@ def _unit(kind: str, shape: tuple[int, ...], layers: list[tuple[nn.Module, torch
         features[_INDEX[f"{'grouped' if grouped else 'dense'}_mmacs_hw{hw}"]] += macs / 1e6
         features[_INDEX[f"layers_hw{hw}"]] += 1.0
         features[_INDEX["activations_100k"]] += out.numel() / batch / 1e5
-    return Unit(kind=kind, key=f"{kind}|{block}|{list(shape[1:])}|{signature}", input_shape=shape, features=tuple(features))
+    key = f"{kind}|{block}|{list(shape[1:])}|{signature}"
+    return Unit(kind=kind, key=key, input_shape=shape, features=tuple(features), grouped=tuple(grouped_convs))
 
 
 @dataclass(frozen=True)
@@ -139,6 +241,14 @@ class LatencyModel:
     data: dict[str, Any]
     sha256: str
     path: str
+
+    @functools.cached_property
+    def kernels(self) -> KernelGrid:
+        return KernelGrid(self.data["kernels"])
+
+    def features(self, unit: Unit) -> list[float]:
+        """``unit``'s ``FEATURES``: its shape features and its grouped convs costed by the grid."""
+        return [*unit.features, self.kernels.unit_cost(unit)]
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyModel:
@@ -178,14 +288,14 @@ class LatencyModel:
         mode = mode or self.data["fit"]["mode"]
         units = config_units(config, batch_size=self.settings["batch_size"])
         if mode == "models":
-            return sum(sum(c * f for c, f in zip(self.data["fit"]["model_coef"], unit.features)) for unit, _ in units)
+            return sum(sum(c * f for c, f in zip(self.data["fit"]["model_coef"], self.features(unit))) for unit, _ in units)
         table, coef = self.data["units"], self.data["fit"]["coef"]
         total = 0.0
         for unit, _ in units:
             if unit.key in table:
                 total += table[unit.key]
             else:
-                total += sum(c * f for c, f in zip(coef, unit.features))
+                total += sum(c * f for c, f in zip(coef, self.features(unit)))
         correction = self.data["correction"]
         return correction["slope"] * total + correction["per_unit"] * len(units)
 
@@ -221,6 +331,23 @@ def _problem(data: Any) -> str | None:
     reference_ms = data.get("reference_ms")
     if not _numbers([reference_ms], 1) or reference_ms <= 0:
         return "reference_ms is not a positive number"
+    return _kernels_problem(data.get("kernels"))
+
+
+def _kernels_problem(kernels: Any) -> str | None:
+    if not isinstance(kernels, dict):
+        return "no kernels table"
+    for key, row in kernels.items():
+        try:
+            ConvFamily.from_key(key)
+        except ValueError:
+            return f"kernels key {key[:40]!r} is not a conv family"
+        groups, ratios = (row.get("groups"), row.get("ratios")) if isinstance(row, dict) else (None, None)
+        if not (_numbers(groups, len(groups or [0])) and len(groups) >= 2 and all(isinstance(g, int) and g >= 2 for g in groups)
+                and all(a < b for a, b in zip(groups, groups[1:]))):  # fmt: skip
+            return f"kernels {key}: groups is not at least 2 increasing integers >= 2"
+        if not _numbers(ratios, len(groups)) or min(ratios) < 0:
+            return f"kernels {key}: ratios is not one non-negative number a group count"
     return None
 
 

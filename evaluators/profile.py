@@ -3,7 +3,10 @@
 Run on the target device. It samples ``models`` configs from the space (the GhostNet width
 family first, where the space holds it), times every distinct unit they contain (stem, each
 bottleneck shape, head) as a ratio to the reference model timed in the same interleaved pairs,
-and times the configs whole. A non-negative least-squares fit on the units' features predicts
+and times the configs whole. Before that it times a grid of the grouped convs the space
+produces (each kernel family at 2, 4, 8, ... groups; the families from the training configs and
+``KERNEL_DRAWS`` further draws, never from the held-out ones), which costs the grouped convs of
+any unit (``evaluators.latency_model.KernelGrid``). A non-negative least-squares fit on the units' features predicts
 shapes never timed; a scale and a cost per unit fitted on the whole models correct the units'
 sum ("blocks"). The same features with coefficients fitted on the whole models instead ("models")
 cost a block as it runs inside a model; the profile keeps whichever predicts the training models
@@ -25,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import optimize, stats
+from torch import nn
 from tqdm import tqdm
 
 from evaluators.calibration import calibrate
 from evaluators.latency import LatencyProbe, LatencySettings
-from evaluators.latency_model import FEATURES, FORMAT, VERSION, LatencyModel, Unit, config_units
+from evaluators.latency_model import FEATURES, FORMAT, GRID_GROUPS, VERSION, ConvFamily, LatencyModel, Unit, config_units
 from evaluators.training import MAX_SEED
 from spaces import MAX_CLASSES, MAX_INPUT_SIZE, PRESETS, ConfigError, GhostNetConfig, SearchSpace, check_int, random_suggest, reference, reference_names
 
@@ -41,6 +46,12 @@ log = logging.getLogger(__name__)
 # At most this many training (and held-out) models: each is timed whole for up to
 # ``model_seconds`` (2 s), and its blocks too, so 1000 of each is already about an hour.
 MAX_MODELS = 1000
+# Configs drawn only to find the space's grouped-conv families (no timing: one forward pass
+# each, about 5 s for 100 cifar configs): the grid then covers shapes the training models lack.
+KERNEL_DRAWS = 100
+# A grid conv is repeated inside one timed run until the run takes about this long: a 4-group
+# conv alone takes microseconds, where the clock's and the call's jitter are a large part.
+KERNEL_RUN_MS = 1.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,7 @@ def profile(settings: ProfileSettings, space: SearchSpace, *, cache_dir: Path | 
     like = reference("ghostnet-1.0x", preset=s.preset, num_classes=s.num_classes, input_size=s.size)
     calibration = calibrate(probe, like)
     train, holdout = _sample(space, s)
+    kernels = _time_kernels(unit_probe, _families(space, s, train), like=like, progress=s.progress)
     units = _time_units(unit_probe, train, progress=s.progress)
     measured = _time_models(probe, train + holdout, progress=s.progress, what="whole models")
     data: dict[str, Any] = {
@@ -107,11 +119,13 @@ def profile(settings: ProfileSettings, space: SearchSpace, *, cache_dir: Path | 
         "settings": {**dataclasses.asdict(s), "input_size": s.size, "batch_size": probe_settings.batch_size},
         "probe": dataclasses.asdict(probe_settings),
         "reference_ms": calibration.reference_ms,
+        "kernels": kernels,
         "units": {unit.key: ratio for unit, ratio in units},
-        "fit": {"features": list(FEATURES), "coef": _fit_units(units), "mode": "blocks"},
+        "fit": {"features": list(FEATURES), "mode": "blocks"},
         "correction": {"slope": 1.0, "per_unit": 0.0},
     }
     model = LatencyModel(data=data, sha256="", path="(profile)")
+    data["fit"]["coef"] = _fit_units(model, units)
     _fit_whole(model, train, measured[: len(train)])
     data["error"], data["holdout"] = _holdout_error(model, holdout, measured[len(train) :], reference_ms=calibration.reference_ms)
     data["train_models"] = [c.id for c in train]
@@ -140,6 +154,66 @@ def _sample(space: SearchSpace, s: ProfileSettings) -> tuple[list[GhostNetConfig
     return train, [draw() for _ in range(s.holdout)]
 
 
+def _families(space: SearchSpace, s: ProfileSettings, train: list[GhostNetConfig]) -> dict[ConvFamily, int]:
+    """The grouped-conv families of the training configs and of ``KERNEL_DRAWS`` more drawn from
+    their own random stream (so never the held-out configs), each with the most groups seen."""
+    rng = random.Random(f"kernel-families-{s.seed}")
+    draws = [space.to_config(space.sample(random_suggest(rng)), preset=s.preset, num_classes=s.num_classes, input_size=s.size)
+             for _ in range(KERNEL_DRAWS)]  # fmt: skip
+    most: dict[ConvFamily, int] = {}
+    for config in train + draws:
+        for unit, _ in config_units(config):
+            for family, groups in unit.grouped:
+                most[family] = max(most.get(family, 0), groups)
+    return most
+
+
+def _time_kernels(probe: LatencyProbe, families: dict[ConvFamily, int], *, like: GhostNetConfig, progress: bool) -> dict[str, Any]:
+    """Each family timed at the grid's group counts up to the first at or above twice the most
+    seen (so the groups a held-out model has are nearly always inside the grid): the file's
+    ``kernels`` section, ratios to the reference model."""
+    todo = []
+    for family, most in families.items():
+        grid = [g for g in GRID_GROUPS if g < 2 * most] + [g for g in GRID_GROUPS if g >= 2 * most][:1]
+        todo += [(family, g) for g in (grid if len(grid) >= 2 else GRID_GROUPS[:2])]
+    kernels: dict[str, Any] = {}
+    for family, groups in tqdm(todo, desc="profile: kernels", unit="conv", disable=not progress):
+        repeats = 1 if probe.settings.backend == "onnxruntime" else _repeats(family, groups)
+        module = _Repeated(family.conv(groups).eval(), repeats)
+        result = probe.measure_module(module, family.input_shape(groups, batch_size=probe.settings.batch_size), like=like)
+        row = kernels.setdefault(family.key, {"groups": [], "ratios": []})
+        row["groups"].append(groups)
+        row["ratios"].append(result.ratio_to_reference / repeats)
+    log.info("profile: %d grouped convs of %d families timed", len(todo), len(families))
+    return kernels
+
+
+class _Repeated(nn.Module):
+    """One conv called ``repeats`` times on the same input in one forward pass. (Not for ONNX
+    Runtime: its graph optimiser merges identical nodes, so there a conv runs once a run.)"""
+
+    def __init__(self, conv: nn.Conv2d, repeats: int) -> None:
+        super().__init__()
+        self.conv, self.repeats = conv, repeats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(self.repeats - 1):
+            self.conv(x)
+        return self.conv(x)
+
+
+def _repeats(family: ConvFamily, groups: int) -> int:
+    """How many calls of the conv take about ``KERNEL_RUN_MS`` here (a rough untimed estimate)."""
+    conv, x = family.conv(groups).eval(), torch.randn(family.input_shape(groups, batch_size=1))
+    with torch.inference_mode():
+        conv(x)
+        started = time.perf_counter()
+        for _ in range(3):
+            conv(x)
+        seconds = (time.perf_counter() - started) / 3
+    return int(np.clip(round(KERNEL_RUN_MS / 1e3 / max(seconds, 1e-7)), 1, 200))
+
+
 def _time_units(probe: LatencyProbe, configs: list[GhostNetConfig], *, progress: bool) -> list[tuple[Unit, float]]:
     """Each distinct unit of ``configs`` timed once: (unit, ratio to the reference)."""
     todo: dict[str, tuple[Unit, Any, GhostNetConfig]] = {}
@@ -158,9 +232,9 @@ def _time_models(probe: LatencyProbe, configs: list[GhostNetConfig], *, progress
     return [probe.measure(c).ratio_to_reference for c in tqdm(configs, desc=f"profile: {what}", unit="model", disable=not progress)]
 
 
-def _fit_units(units: list[tuple[Unit, float]]) -> list[float]:
+def _fit_units(model: LatencyModel, units: list[tuple[Unit, float]]) -> list[float]:
     """Non-negative coefficients minimising the relative error of the units' ratios."""
-    features = np.array([u.features for u, _ in units])
+    features = np.array([model.features(u) for u, _ in units])
     ratios = np.array([r for _, r in units])
     coef, _ = optimize.nnls(features / ratios[:, None], np.ones(len(ratios)))
     return [float(c) for c in coef]
@@ -176,7 +250,7 @@ def _fit_whole(model: LatencyModel, train: list[GhostNetConfig], measured: list[
     sums = np.array([model.predict_ratio(c, mode="blocks") for c in train])  # correction still the identity
     units = [[u for u, _ in config_units(c)] for c in train]  # built and run once per model
     counts = np.array([len(u) for u in units], dtype=float)
-    summed = np.array([np.sum([u.features for u in model_units], axis=0) for model_units in units])
+    summed = np.array([np.sum([model.features(u) for u in model_units], axis=0) for model_units in units])
     blocks = np.stack([sums, counts], axis=1)
     loo = {"blocks": _leave_one_out(blocks, m, _lstsq_relative), "models": _leave_one_out(summed, m, _nnls_relative)}
     slope, per_unit = _lstsq_relative(blocks, m)

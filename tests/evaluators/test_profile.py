@@ -16,8 +16,10 @@ import torch
 import yaml
 
 from evaluators.latency import LatencyProbe, LatencySettings
-from evaluators.latency_model import FEATURES, LatencyModel, LatencyModelError, _unit_modules, config_units
-from evaluators.profile import ProfileSettings, _sample, profile
+from evaluators.latency_model import (
+    FEATURES, GRID_GROUPS, SHAPE_FEATURES, ConvFamily, KernelGrid, LatencyModel, LatencyModelError, _unit_modules, config_units,
+)  # fmt: skip
+from evaluators.profile import ProfileSettings, _families, _sample, profile
 from spaces import GhostNetConfig, build_model, load_space, reference
 
 QUICK = dict(input_size=16, models=4, holdout=4)  # as tests/conftest.py's tiny_profile
@@ -81,7 +83,8 @@ def test_units_are_the_models_forward_pass(tiny_space, dw_size):
             y = module(y)
         assert torch.allclose(y, model(x))
     stem = units[0][0]
-    f = dict(zip(FEATURES, stem.features))
+    assert len(stem.features) == len(SHAPE_FEATURES) and stem.grouped == ()  # the stem is one dense conv
+    f = dict(zip(SHAPE_FEATURES, stem.features))
     assert stem.input_shape == (1, 3, 16, 16) and f["layers_hw256"] == 1 and f["is_stem"] == 1
     maps = config.channels(16)  # 8 at 0.5x; stride 1, so 16x16 = 256 outputs of 3x3x3 MACs each
     assert f["dense_mmacs_hw256"] == pytest.approx(maps * 16 * 16 * 27 / 1e6)
@@ -89,14 +92,14 @@ def test_units_are_the_models_forward_pass(tiny_space, dw_size):
     # A block's convs, counted by hand at the resolution of their outputs.
     unit, block = units[-2]
     convs, grouped, depthwise, mult = [], 0.0, 0.0, 0.0
-    handles = [m.register_forward_hook(lambda m, i, o: convs.append((m, o.shape))) for m in block.modules() if isinstance(m, torch.nn.Conv2d)]
+    handles = [m.register_forward_hook(lambda m, i, o: convs.append((m, o.shape, i[0].shape))) for m in block.modules() if isinstance(m, torch.nn.Conv2d)]
     with torch.inference_mode():
         block(torch.zeros(unit.input_shape))
     for h in handles:
         h.remove()
-    expected = dict.fromkeys(FEATURES, 0.0)
+    expected = dict.fromkeys(SHAPE_FEATURES, 0.0)
     expected["is_block"] = 1.0
-    for conv, shape in convs:
+    for conv, shape, _ in convs:
         hw = shape[2] * shape[3]
         resolution = min(4**7, 4 ** round(np.log2(hw) / 2))
         macs = shape[1] * hw * conv.in_channels / conv.groups * conv.kernel_size[0] * conv.kernel_size[1] / 1e6
@@ -107,8 +110,17 @@ def test_units_are_the_models_forward_pass(tiny_space, dw_size):
             expected["grouped1x1_kgroups"] += conv.groups / 1e3
         elif conv.groups > 1:
             expected["depthwise_kchannels" if conv.out_channels == conv.groups else "grouped_kchannels"] += conv.out_channels / 1e3
-    assert any(conv.groups > 1 for conv, _ in convs) and dict(zip(FEATURES, unit.features)) == pytest.approx(expected)
+    assert any(conv.groups > 1 for conv, _, _ in convs) and dict(zip(SHAPE_FEATURES, unit.features)) == pytest.approx(expected)
     assert (expected["grouped1x1_kgroups"] > 0) == (dw_size == 1)
+    # Its grouped convs, each as a family (all but the groups) and its groups: the family's conv
+    # at those groups is the layer's conv, on the layer's input.
+    grouped = [(conv, shape, inp) for conv, shape, inp in convs if conv.groups > 1]
+    assert len(unit.grouped) == len(grouped)
+    for (family, groups), (conv, shape, inp) in zip(unit.grouped, grouped):
+        rebuilt = family.conv(groups)
+        assert groups == conv.groups and family.input_shape(groups, batch_size=1) == tuple(inp)
+        assert rebuilt(torch.zeros(tuple(inp))).shape == shape and rebuilt.weight.shape == conv.weight.shape
+        assert ConvFamily.from_key(family.key) == family
 
 
 @pytest.mark.parametrize(
@@ -124,6 +136,77 @@ def test_bad_files_are_one_line_errors(tmp_path, content, message):
     path = tmp_path / "device.json"
     if content is not None:
         path.write_text(content)
+    with pytest.raises(LatencyModelError, match=message) as info:
+        LatencyModel.load(path)
+    assert "\n" not in str(info.value)
+
+
+def _family(out_per_group: int = 2, hw: int = 8, kernel: int = 3) -> ConvFamily:
+    return ConvFamily(1, out_per_group, (kernel, kernel), (1, 1), (kernel // 2, kernel // 2), (1, 1), False, (hw, hw))
+
+
+def test_the_kernel_grid_interpolates_in_groups_and_falls_back_to_the_nearest_family():
+    family = _family()
+    grid = KernelGrid({family.key: {"groups": [4, 8, 16], "ratios": [0.010, 0.014, 0.030]}})
+    assert [grid.cost(family, g) for g in (4, 8, 16)] == pytest.approx([0.010, 0.014, 0.030])  # exact at the grid
+    assert grid.cost(family, 6) == pytest.approx(0.012) and grid.cost(family, 12) == pytest.approx(0.022)  # linear between
+    assert grid.cost(family, 32) == pytest.approx(0.030 + 0.016 * 2)  # beyond: the last segment's slope
+    assert grid.cost(family, 2) == pytest.approx(0.008)  # below: the first segment's
+    assert KernelGrid({family.key: {"groups": [4, 8], "ratios": [0.010, 0.040]}}).cost(family, 2) == 0.0  # never negative
+    # A family never timed: the nearest one timed (same kernel and strides, closest outputs a
+    # group and input size), scaled by its MACs (here 8x: twice the outputs a group, 4x the pixels)
+    assert grid.cost(_family(out_per_group=4, hw=16), 8) == pytest.approx(0.014 * 2 * 4)
+    other_kernel = _family(kernel=5)
+    assert grid.cost(other_kernel, 8) == pytest.approx(0.014 * 25 / 9)
+    two = KernelGrid({family.key: {"groups": [4, 8], "ratios": [1.0, 2.0]}, other_kernel.key: {"groups": [4, 8], "ratios": [5.0, 6.0]}})
+    assert two.cost(_family(out_per_group=3, kernel=5), 4) == pytest.approx(5.0 * 1.5)  # the same kernel wins over the same width
+    assert KernelGrid({}).cost(family, 8) == 0.0
+
+
+def test_a_units_grid_feature_is_its_grouped_convs_costed_by_the_files_grid(profiled):
+    path, data, _ = profiled
+    model = LatencyModel.load(path)
+    assert data["fit"]["features"][-1] == "grouped_grid" and len(data["fit"]["coef"]) == len(FEATURES)
+    config = GhostNetConfig.from_dict(data["holdout"][0]["config"])
+    for unit, _ in config_units(config):
+        features = model.features(unit)
+        assert features[:-1] == list(unit.features)
+        assert features[-1] == pytest.approx(sum(model.kernels.cost(f, g) for f, g in unit.grouped))
+        assert (features[-1] > 0) == bool(unit.grouped)
+
+
+def test_the_grid_covers_every_grouped_conv_of_the_training_models(profiled, tiny_space):
+    _, data, _ = profiled
+    settings = ProfileSettings(**QUICK)
+    train, holdout = _sample(load_space(tiny_space), settings)
+    most = _families(load_space(tiny_space), settings, train)
+    assert {f.key for f in most} == set(data["kernels"])
+    for family, seen in most.items():
+        row = data["kernels"][family.key]
+        assert row["groups"] == [g for g in GRID_GROUPS if g <= row["groups"][-1]]  # 2, 4, 8, ... a prefix of the grid
+        assert row["groups"][-1] >= 2 * seen > row["groups"][-2] or row["groups"] == [2, 4]  # up to twice the most seen
+        assert len(row["ratios"]) == len(row["groups"]) and all(r > 0 for r in row["ratios"])
+    for config in train:
+        assert all(f in most and g <= most[f] for u, _ in config_units(config) for f, g in u.grouped)
+
+
+@pytest.mark.parametrize(
+    ("kernels", "message"),
+    [
+        (None, "no kernels table"),
+        ({"3,2": {"groups": [2, 4], "ratios": [1, 2]}}, "is not a conv family"),
+        ({_family().key: {"groups": [4], "ratios": [1]}}, "groups is not at least 2 increasing integers"),
+        ({_family().key: {"groups": [8, 4], "ratios": [1, 2]}}, "groups is not at least 2 increasing integers"),
+        ({_family().key: {"groups": [2, 4], "ratios": [1]}}, "ratios is not one non-negative number a group count"),
+        ({_family().key: {"groups": [2, 4], "ratios": [1, -1]}}, "ratios is not one non-negative number a group count"),
+        ({_family().key: [1, 2]}, "groups is not at least 2"),
+    ],
+)
+def test_a_malformed_kernel_grid_is_refused(profiled, tmp_path, kernels, message):
+    data = dict(profiled[1])
+    data["kernels"] = kernels
+    path = tmp_path / "device.json"
+    path.write_text(json.dumps(data))
     with pytest.raises(LatencyModelError, match=message) as info:
         LatencyModel.load(path)
     assert "\n" not in str(info.value)

@@ -108,7 +108,7 @@ def _write_bad_files(root: Path, tiny_space: Path) -> None:
     profile = {
         "format": "ghostnas-latency-model", "version": VERSION, "settings": {"preset": "cifar", "input_size": 32, "batch_size": 1},
         "fingerprint": {"cpu": "ARM Cortex-A76"}, "fit": {"coef": [0.0] * len(FEATURES), "mode": "blocks"}, "correction": {"slope": 1.0, "per_unit": 0.0},
-        "units": {}, "reference_ms": 10.0,
+        "units": {}, "reference_ms": 10.0, "kernels": {},
     }  # fmt: skip
     (root / "profile-32px.json").write_text(json.dumps(profile))
 
