@@ -16,6 +16,7 @@ whole and predicted: the file records that error. See ``evaluators.latency_model
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -35,7 +36,7 @@ from tqdm import tqdm
 
 from evaluators.calibration import calibrate
 from evaluators.latency import LatencyProbe, LatencySettings
-from evaluators.latency_model import FEATURES, FORMAT, GRID_GROUPS, VERSION, ConvFamily, LatencyModel, Unit, config_units
+from evaluators.latency_model import ALIGN, FEATURES, FORMAT, GRID_GROUPS, VERSION, ConvFamily, LatencyModel, Unit, config_units
 from evaluators.training import MAX_SEED
 from spaces import MAX_CLASSES, MAX_INPUT_SIZE, PRESETS, ConfigError, GhostNetConfig, SearchSpace, check_int, random_suggest, reference, reference_names
 
@@ -52,6 +53,9 @@ KERNEL_DRAWS = 100
 # A grid conv is repeated inside one timed run until the run takes about this long: a 4-group
 # conv alone takes microseconds, where the clock's and the call's jitter are a large part.
 KERNEL_RUN_MS = 1.0
+# ... but at most this many copies in one ONNX graph (each export and session costs time; a
+# session's own call, about 30 us here, is then at most a few us a conv).
+ONNX_COPIES = 16
 
 
 @dataclass(frozen=True)
@@ -169,17 +173,21 @@ def _families(space: SearchSpace, s: ProfileSettings, train: list[GhostNetConfig
 
 
 def _time_kernels(probe: LatencyProbe, families: dict[ConvFamily, int], *, like: GhostNetConfig, progress: bool) -> dict[str, Any]:
-    """Each family timed at the grid's group counts up to the first at or above twice the most
-    seen (so the groups a held-out model has are nearly always inside the grid): the file's
-    ``kernels`` section, ratios to the reference model."""
+    """Each family timed at the grid's group counts of both classes (``ALIGN``), in each up to the
+    first at or above twice the most seen (so the groups a held-out model has are nearly always
+    inside the grid) and at least two: the file's ``kernels`` section, ratios to the reference model."""
     todo = []
     for family, most in families.items():
-        grid = [g for g in GRID_GROUPS if g < 2 * most] + [g for g in GRID_GROUPS if g >= 2 * most][:1]
-        todo += [(family, g) for g in (grid if len(grid) >= 2 else GRID_GROUPS[:2])]
+        for aligned in (True, False):
+            counts = [g for g in GRID_GROUPS if (g % ALIGN == 0) == aligned]
+            grid = [g for g in counts if g < 2 * most] + [g for g in counts if g >= 2 * most][:1]
+            todo += [(family, g) for g in (grid if len(grid) >= 2 else counts[:2])]
+    todo.sort(key=lambda item: (item[0].key, item[1]))  # each family's counts in order: the file's rows are sorted
     kernels: dict[str, Any] = {}
     for family, groups in tqdm(todo, desc="profile: kernels", unit="conv", disable=not progress):
-        repeats = 1 if probe.settings.backend == "onnxruntime" else _repeats(family, groups)
-        module = _Repeated(family.conv(groups).eval(), repeats)
+        onnx = probe.settings.backend == "onnxruntime"
+        repeats = min(ONNX_COPIES, _repeats(family, groups)) if onnx else _repeats(family, groups)
+        module = _Repeated(family.conv(groups).eval(), repeats, copies=onnx)
         result = probe.measure_module(module, family.input_shape(groups, batch_size=probe.settings.batch_size), like=like)
         row = kernels.setdefault(family.key, {"groups": [], "ratios": []})
         row["groups"].append(groups)
@@ -189,17 +197,27 @@ def _time_kernels(probe: LatencyProbe, families: dict[ConvFamily, int], *, like:
 
 
 class _Repeated(nn.Module):
-    """One conv called ``repeats`` times on the same input in one forward pass. (Not for ONNX
-    Runtime: its graph optimiser merges identical nodes, so there a conv runs once a run.)"""
+    """``repeats`` calls of a conv in one forward pass, on the same input. For ONNX Runtime,
+    ``repeats`` copies of it with their own weights, every output returned: its graph optimiser
+    would merge identical nodes and drop unused ones, and one conv alone in a session is mostly
+    the session's call (a 3x3 depthwise conv of 200 channels at 4x4: about 35 us alone, where a
+    model runs it in a few), which is not what the conv costs inside a model."""
 
-    def __init__(self, conv: nn.Conv2d, repeats: int) -> None:
+    def __init__(self, conv: nn.Conv2d, repeats: int, *, copies: bool) -> None:
         super().__init__()
-        self.conv, self.repeats = conv, repeats
+        self.repeats = repeats
+        self.convs = nn.ModuleList([copy.deepcopy(conv).eval() for _ in range(repeats)] if copies else [conv])
+        if copies:
+            with torch.no_grad():
+                for c in self.convs:
+                    c.weight.normal_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if len(self.convs) > 1:
+            return tuple(conv(x) for conv in self.convs)
         for _ in range(self.repeats - 1):
-            self.conv(x)
-        return self.conv(x)
+            self.convs[0](x)
+        return self.convs[0](x)
 
 
 def _repeats(family: ConvFamily, groups: int) -> int:

@@ -17,9 +17,9 @@ import yaml
 
 from evaluators.latency import LatencyProbe, LatencySettings
 from evaluators.latency_model import (
-    FEATURES, GRID_GROUPS, SHAPE_FEATURES, ConvFamily, KernelGrid, LatencyModel, LatencyModelError, _unit_modules, config_units,
+    ALIGN, FEATURES, GRID_GROUPS, SHAPE_FEATURES, ConvFamily, KernelGrid, LatencyModel, LatencyModelError, _unit_modules, config_units,
 )  # fmt: skip
-from evaluators.profile import ProfileSettings, _families, _sample, profile
+from evaluators.profile import ProfileSettings, _families, _Repeated, _sample, profile
 from spaces import GhostNetConfig, build_model, load_space, reference
 
 QUICK = dict(input_size=16, models=4, holdout=4)  # as tests/conftest.py's tiny_profile
@@ -161,6 +161,11 @@ def test_the_kernel_grid_interpolates_in_groups_and_falls_back_to_the_nearest_fa
     two = KernelGrid({family.key: {"groups": [4, 8], "ratios": [1.0, 2.0]}, other_kernel.key: {"groups": [4, 8], "ratios": [5.0, 6.0]}})
     assert two.cost(_family(out_per_group=3, kernel=5), 4) == pytest.approx(5.0 * 1.5)  # the same kernel wins over the same width
     assert KernelGrid({}).cost(family, 8) == 0.0
+    # Counts that are not a multiple of 4 run another kernel in ONNX Runtime: each class is
+    # interpolated on its own counts (a step the aligned counts never see).
+    stepped = KernelGrid({family.key: {"groups": [2, 4, 6, 8, 10, 16, 18], "ratios": [0.02, 0.01, 0.06, 0.02, 0.10, 0.04, 0.18]}})
+    assert stepped.cost(family, 12) == pytest.approx(0.03) and stepped.cost(family, 14) == pytest.approx(0.14)
+    assert stepped.cost(family, 9) == pytest.approx(0.09) and stepped.cost(family, 20) == pytest.approx(0.05)
 
 
 def test_a_units_grid_feature_is_its_grouped_convs_costed_by_the_files_grid(profiled):
@@ -183,11 +188,34 @@ def test_the_grid_covers_every_grouped_conv_of_the_training_models(profiled, tin
     assert {f.key for f in most} == set(data["kernels"])
     for family, seen in most.items():
         row = data["kernels"][family.key]
-        assert row["groups"] == [g for g in GRID_GROUPS if g <= row["groups"][-1]]  # 2, 4, 8, ... a prefix of the grid
-        assert row["groups"][-1] >= 2 * seen > row["groups"][-2] or row["groups"] == [2, 4]  # up to twice the most seen
-        assert len(row["ratios"]) == len(row["groups"]) and all(r > 0 for r in row["ratios"])
+        assert row["groups"] == sorted(row["groups"]) and len(row["ratios"]) == len(row["groups"]) and all(r > 0 for r in row["ratios"])
+        for aligned in (True, False):  # in each class (4, 8, 16, ... and 2, 6, 10, 18, ...) a prefix of the grid
+            counts = [g for g in GRID_GROUPS if (g % ALIGN == 0) == aligned]
+            timed = [g for g in row["groups"] if (g % ALIGN == 0) == aligned]
+            assert timed == counts[: len(timed)] and len(timed) >= 2
+            assert timed[-1] >= 2 * seen and (len(timed) == 2 or timed[-2] < 2 * seen)  # up to twice the most seen
     for config in train:
         assert all(f in most and g <= most[f] for u, _ in config_units(config) for f, g in u.grouped)
+
+
+def test_a_grid_conv_is_repeated_in_one_run_and_for_onnx_runtime_copied(tmp_path):
+    family = _family(hw=4)
+    conv, x = family.conv(8).eval(), torch.randn(family.input_shape(8, batch_size=1))
+    calls = []
+    conv.register_forward_hook(lambda m, i, o: calls.append(o))
+    with torch.inference_mode():
+        out = _Repeated(conv, 5, copies=False)(x)
+    assert len(calls) == 5 and torch.equal(out, conv(x))
+    # For ONNX Runtime: 5 convs with their own weights, all 5 outputs kept, so the graph
+    # optimiser can neither merge them nor drop any; the probe times them in one session.
+    copied = _Repeated(conv, 5, copies=True)
+    with torch.inference_mode():
+        outs = copied(x)
+    assert len(outs) == 5 and all(o.shape == out.shape for o in outs)
+    assert len({c.weight.sum().item() for c in copied.convs}) == 5 and all(c.weight.shape == conv.weight.shape for c in copied.convs)
+    probe = LatencyProbe(settings=LatencySettings(backend="onnxruntime", input_size=16, memory_format="nchw", max_seconds=0.05), cache_dir=tmp_path)
+    like = reference("ghostnet-1.0x", preset="cifar", num_classes=10, input_size=16)
+    assert probe.measure_module(copied, x.shape, like=like).ratio_to_reference > 0
 
 
 @pytest.mark.parametrize(
