@@ -4,7 +4,7 @@ Run on the target device. It samples ``models`` configs from the space (the Ghos
 family first, where the space holds it), times every distinct unit they contain (stem, each
 bottleneck shape, head) as a ratio to the reference model timed in the same interleaved pairs,
 and times the configs whole. Before that it times a grid of the grouped convs the space
-produces (each kernel family at 2, 4, 8, ... groups; the families from the training configs and
+produces (each kernel family at a grid of group counts; the families from the training configs and
 ``KERNEL_DRAWS`` further draws, never from the held-out ones), which costs the grouped convs of
 any unit (``evaluators.latency_model.KernelGrid``). A non-negative least-squares fit on the units' features predicts
 shapes never timed; a scale and a cost per unit fitted on the whole models correct the units'
@@ -184,14 +184,15 @@ def _time_kernels(probe: LatencyProbe, families: dict[ConvFamily, int], *, like:
             todo += [(family, g) for g in (grid if len(grid) >= 2 else counts[:2])]
     todo.sort(key=lambda item: (item[0].key, item[1]))  # each family's counts in order: the file's rows are sorted
     kernels: dict[str, Any] = {}
-    for family, groups in tqdm(todo, desc="profile: kernels", unit="conv", disable=not progress):
-        onnx = probe.settings.backend == "onnxruntime"
-        repeats = min(ONNX_COPIES, _repeats(family, groups)) if onnx else _repeats(family, groups)
-        module = _Repeated(family.conv(groups).eval(), repeats, copies=onnx)
-        result = probe.measure_module(module, family.input_shape(groups, batch_size=probe.settings.batch_size), like=like)
-        row = kernels.setdefault(family.key, {"groups": [], "ratios": []})
-        row["groups"].append(groups)
-        row["ratios"].append(result.ratio_to_reference / repeats)
+    onnx = probe.settings.backend == "onnxruntime"
+    with torch.random.fork_rng(devices=[]):  # the convs' random weights leave the caller's stream alone
+        for family, groups in tqdm(todo, desc="profile: kernels", unit="conv", disable=not progress):
+            repeats = min(ONNX_COPIES, _repeats(family, groups)) if onnx else _repeats(family, groups)
+            module = _Repeated(family.conv(groups).eval(), repeats, copies=onnx)
+            result = probe.measure_module(module, family.input_shape(groups, batch_size=probe.settings.batch_size), like=like)
+            row = kernels.setdefault(family.key, {"groups": [], "ratios": []})
+            row["groups"].append(groups)
+            row["ratios"].append(result.ratio_to_reference / repeats)
     log.info("profile: %d grouped convs of %d families timed", len(todo), len(families))
     return kernels
 
