@@ -187,12 +187,13 @@ def _time_kernels(probe: LatencyProbe, families: dict[ConvFamily, int], *, like:
     onnx = probe.settings.backend == "onnxruntime"
     with torch.random.fork_rng(devices=[]):  # the convs' random weights leave the caller's stream alone
         for family, groups in tqdm(todo, desc="profile: kernels", unit="conv", disable=not progress):
-            repeats = min(ONNX_COPIES, _repeats(family, groups)) if onnx else _repeats(family, groups)
-            module = _Repeated(family.conv(groups).eval(), repeats, copies=onnx)
-            result = probe.measure_module(module, family.input_shape(groups, batch_size=probe.settings.batch_size), like=like)
+            conv, shape = family.conv(groups).eval(), family.input_shape(groups, batch_size=probe.settings.batch_size)
+            repeats = _repeats(conv, shape)
+            module = _Repeated(conv, min(ONNX_COPIES, repeats) if onnx else repeats, copies=onnx)
+            result = probe.measure_module(module, shape, like=like)
             row = kernels.setdefault(family.key, {"groups": [], "ratios": []})
             row["groups"].append(groups)
-            row["ratios"].append(result.ratio_to_reference / repeats)
+            row["ratios"].append(result.ratio_to_reference / module.repeats)
     log.info("profile: %d grouped convs of %d families timed", len(todo), len(families))
     return kernels
 
@@ -221,9 +222,9 @@ class _Repeated(nn.Module):
         return self.convs[0](x)
 
 
-def _repeats(family: ConvFamily, groups: int) -> int:
-    """How many calls of the conv take about ``KERNEL_RUN_MS`` here (a rough untimed estimate)."""
-    conv, x = family.conv(groups).eval(), torch.randn(family.input_shape(groups, batch_size=1))
+def _repeats(conv: nn.Conv2d, input_shape: tuple[int, ...]) -> int:
+    """How many calls of ``conv`` take about ``KERNEL_RUN_MS`` here (a rough untimed estimate)."""
+    x = torch.randn(input_shape)
     with torch.inference_mode():
         conv(x)
         started = time.perf_counter()
